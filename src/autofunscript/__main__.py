@@ -1,0 +1,3 @@
+from autofunscript.cli import main
+
+main()
