@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 import click
 
 from autofunscript import __version__
@@ -47,6 +48,136 @@ def parse_pair(text: str, what: str, cast=float) -> tuple:
 # ----------------------------------------------------------------------------------------------
 # commands (each adds itself below this line)
 # ----------------------------------------------------------------------------------------------
+
+
+def _post_options(func):
+    """Options shared by generate and tune (the post-processing knobs)."""
+    options = [
+        click.option("--range", "range_", default="0,100", show_default=True, metavar="MIN,MAX",
+                     help="Position range of the output."),
+        click.option("--max-speed", default=400.0, show_default=True, help="Speed limit in pos/s (0: none)."),
+        click.option("--smooth", "smooth_ms", default=None, type=float, metavar="MS",
+                     help="Gaussian smoothing sigma in ms."),
+        click.option("--simplify", default=2.0, show_default=True, metavar="EPS",
+                     help="Drop points within EPS positions of the line through their neighbours."),
+        click.option("--invert", is_flag=True, help="Flip positions (100 - pos)."),
+        click.option("--offset", "offset_ms", default=0, show_default=True, metavar="MS",
+                     help="Shift all actions by MS (positive = later)."),
+        click.option("--force", is_flag=True, help="Overwrite existing output files."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _post_settings(range_: str, max_speed: float, smooth_ms: float | None, simplify: float, invert: bool,
+                   offset_ms: int, default_smooth: float):
+    from autofunscript.script.postprocess import PostSettings
+
+    lo, hi = parse_pair(range_, "--range", int)
+    if not (0 <= lo <= 100 and 0 <= hi <= 100 and lo != hi):
+        raise click.BadParameter(f"--range must be two different values in 0-100, got {range_!r}")
+    if max_speed < 0 or simplify < 0 or (smooth_ms is not None and smooth_ms < 0):
+        raise click.BadParameter("--max-speed, --simplify and --smooth must not be negative")
+    return PostSettings(range=(lo, hi), max_speed=max_speed,
+                        smooth_ms=default_smooth if smooth_ms is None else smooth_ms,
+                        simplify=simplify, invert=invert, offset_ms=offset_ms)
+
+
+def _check_writable(paths) -> None:
+    for target in paths:
+        if target.exists():
+            raise AutofunscriptError(f"{target}: already exists (use --force to overwrite)")
+        if not target.parent.is_dir():
+            raise AutofunscriptError(f"{target}: folder {target.parent} does not exist")
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Output path (default: VIDEO's stem + .funscript).")
+@click.option("--method", type=click.Choice(["flow"]), default="flow", show_default=True)
+@click.option("--poi", metavar="X,Y", help="Point of interest in pixels, or 0-1 fractions of the frame.")
+@click.option("--poi-size", type=float, metavar="N", help="POI box size in pixels (default: frame height / 4).")
+@click.option("--start", "start_s", default=0.0, metavar="T", help="Start time in seconds.")
+@click.option("--end", "end_s", type=float, metavar="T", help="End time in seconds.")
+@click.option("--vr", type=click.Choice(["sbs", "ou"]), help="VR layout: analyse one eye.")
+@click.option("--axes", default="", metavar="LIST", help="Extra axes to write as sibling files: sway,roll,surge.")
+@_post_options
+def generate(video: Path, out: Path | None, method: str, poi: str | None, poi_size: float | None, start_s: float,
+             end_s: float | None, vr: str | None, axes: str, force: bool, **post) -> int:
+    """Track the motion in VIDEO and write VIDEO.funscript beside it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from autofunscript.pipeline import EXTRA_AXES, GenerateOptions, Poi, generate as run_generate
+    from autofunscript.script.funscript import axis_path, write_funscript
+
+    settings = _post_settings(**post, default_smooth=0.0)
+    axis_names = tuple(a.strip() for a in axes.split(",") if a.strip())
+    unknown = [a for a in axis_names if a not in EXTRA_AXES]
+    if unknown:
+        raise click.BadParameter(f"unknown axes {unknown}; choose from {', '.join(EXTRA_AXES)}")
+    poi_value = None
+    if poi:
+        x, y = parse_pair(poi, "--poi")
+        poi_value = Poi(x, y, poi_size, relative=0 <= x <= 1 and 0 <= y <= 1)
+    if not video.is_file():
+        raise AutofunscriptError(f"{video}: no such file")
+    out = out or video.with_suffix(".funscript")
+    if not force:
+        _check_writable([out, *(axis_path(out, a) for a in axis_names)])
+    elif not out.parent.is_dir():
+        raise AutofunscriptError(f"{out}: folder {out.parent} does not exist")
+    options = GenerateOptions(method=method, start_s=start_s, end_s=end_s, vr=vr, poi=poi_value, axes=axis_names,
+                              post=settings)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[fps]:>6.0f} fps"), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(video.name, total=1.0, fps=0.0)
+        frames = [0]
+
+        def progress(done_s: float, total_s: float) -> None:
+            frames[0] += 1
+            if frames[0] % 15 == 0:
+                elapsed = bar.tasks[0].elapsed or 1e-9
+                bar.update(task, completed=min(done_s / total_s, 1.0), fps=frames[0] / elapsed)
+
+        result = run_generate(video, options, progress)
+    written = write_funscript(result.script, out, force=True)
+    speed = result.seconds_of_video / max(result.elapsed_s, 1e-9)
+    click.echo(f"{out}: {len(result.script)} actions, {result.frames} frames in {result.elapsed_s:.1f} s "
+               f"({result.frames / max(result.elapsed_s, 1e-9):.0f} fps, {speed:.1f}x real time), "
+               f"{len(result.cut_times_s)} scene cuts")
+    for extra in written[1:]:
+        click.echo(f"{extra}: extra axis")
+    if result.report.speed_limited_segments:
+        click.echo(f"speed limit: {result.report.notes[0]}")
+    if result.partial:
+        click.echo("interrupted: wrote the part done so far (marked partial in notes)", err=True)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+@cli.command()
+@click.argument("script_path", metavar="SCRIPT", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Output path (default: SCRIPT's stem + .tuned.funscript).")
+@_post_options
+def tune(script_path: Path, out: Path | None, force: bool, **post) -> None:
+    """Apply range, smoothing, simplification and speed limits to an existing script."""
+    from autofunscript.script.funscript import read_funscript, write_funscript
+    from autofunscript.script.postprocess import tune as run_tune
+
+    settings = _post_settings(**post, default_smooth=0.0)
+    script = read_funscript(script_path)
+    stem = script_path.name[: -len(".funscript")] if script_path.name.endswith(".funscript") else script_path.stem
+    out = out or script_path.with_name(f"{stem}.tuned.funscript")
+    if not force:
+        _check_writable([out])
+    at, pos, report = run_tune(script.at, script.pos, settings)
+    tuned = script.copy_with(at, pos)
+    tuned.axes = {}
+    notes = str(tuned.metadata.get("notes", "") or "")
+    tuned.metadata["notes"] = (notes + "; " if notes else "") + f"tuned by autofunscript {__version__}"
+    write_funscript(tuned, out, force=True)
+    click.echo(f"{out}: {len(script)} -> {len(tuned)} actions" + (f"; {report.notes[0]}" if report.notes else ""))
 
 
 def main() -> None:

@@ -1,0 +1,110 @@
+"""Per-frame motion measurement: dense DIS optical flow, camera-motion removal, coarse motion grid.
+
+Everything kept per frame is small (a grid of cell velocities and a cut score), so a two-hour video
+costs a few hundred bytes per frame and the heavy images are dropped as soon as they are measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+THUMB_SIZE = (32, 18)
+
+
+@dataclass(frozen=True)
+class MotionSample:
+    """What one frame contributes: its time, cell velocities since the previous frame, and a cut score."""
+
+    time_s: float
+    grid: np.ndarray  # (rows, cols, 2) float32 velocity in analysis pixels per frame, camera motion removed
+    cut_score: float  # change of the normalised thumbnail against the previous frame (0 = identical)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A rectangle in analysis-frame pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def clamp(self, width: int, height: int) -> Crop:
+        w = max(8, min(self.w, width))
+        h = max(8, min(self.h, height))
+        x = int(np.clip(self.x, 0, width - w))
+        y = int(np.clip(self.y, 0, height - h))
+        return Crop(x, y, w, h)
+
+
+def _thumbnail(gray: np.ndarray) -> np.ndarray:
+    thumb = cv2.resize(gray, THUMB_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+    # normalised so that lighting flicker and exposure changes do not look like cuts
+    return (thumb - thumb.mean()) / (thumb.std() + 4.0)
+
+
+class FlowTracker:
+    """Feeds grey frames in order; returns one MotionSample per frame.
+
+    The grid holds flow averaged over cells of `cell` pixels. Global camera motion (shake, pan, zoom)
+    is fitted as a similarity transform on a sparse set of flow vectors with RANSAC and subtracted,
+    so only motion relative to the scene remains.
+    """
+
+    def __init__(self, cell: int = 10, compensate_camera: bool = True) -> None:
+        self.cell = cell
+        self.compensate_camera = compensate_camera
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._prev: np.ndarray | None = None
+        self._prev_thumb: np.ndarray | None = None
+        self._points: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the previous frame (after a seek)."""
+        self._prev = None
+        self._prev_thumb = None
+
+    def _sample_points(self, shape: tuple[int, int]) -> np.ndarray:
+        h, w = shape
+        ys, xs = np.mgrid[h * 0.05 : h * 0.95 : 12j, w * 0.05 : w * 0.95 : 20j]
+        return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+
+    def _camera_model(self, flow: np.ndarray) -> np.ndarray | None:
+        """2x3 similarity transform of the background between the two frames, or None if unclear."""
+        if self._points is None or self._points.shape[0] == 0:
+            self._points = self._sample_points(flow.shape[:2])
+        pts = self._points
+        xi = pts[:, 0].astype(np.int32)
+        yi = pts[:, 1].astype(np.int32)
+        moved = pts + flow[yi, xi]
+        model, inliers = cv2.estimateAffinePartial2D(pts, moved, method=cv2.RANSAC, ransacReprojThreshold=0.5,
+                                                     maxIters=200, confidence=0.99)
+        if model is None or inliers is None or inliers.mean() < 0.35:
+            return None  # no dominant background: do not guess a camera motion
+        return model
+
+    def update(self, gray: np.ndarray, time_s: float) -> MotionSample:
+        thumb = _thumbnail(gray)
+        rows, cols = gray.shape[0] // self.cell, gray.shape[1] // self.cell
+        if self._prev is None or self._prev.shape != gray.shape:
+            self._prev, self._prev_thumb = gray, thumb
+            self._points = None
+            return MotionSample(time_s, np.zeros((rows, cols, 2), np.float32), 0.0)
+        cut_score = float(np.abs(thumb - self._prev_thumb).mean())
+        flow = self._dis.calc(self._prev, gray, None)
+        grid = cv2.resize(flow[: rows * self.cell, : cols * self.cell], (cols, rows), interpolation=cv2.INTER_AREA)
+        if self.compensate_camera:
+            model = self._camera_model(flow)
+            if model is not None:
+                # the camera's flow, evaluated at the cell centres only (cheap)
+                centres_x = (np.arange(cols, dtype=np.float32) + 0.5) * self.cell
+                centres_y = (np.arange(rows, dtype=np.float32) + 0.5) * self.cell
+                cx, cy = np.meshgrid(centres_x, centres_y)
+                cam_x = model[0, 0] * cx + model[0, 1] * cy + model[0, 2] - cx
+                cam_y = model[1, 0] * cx + model[1, 1] * cy + model[1, 2] - cy
+                grid = grid - np.stack([cam_x, cam_y], axis=-1).astype(np.float32)
+        self._prev, self._prev_thumb = gray, thumb
+        return MotionSample(time_s, grid.astype(np.float32), cut_score)

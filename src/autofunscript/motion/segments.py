@@ -1,0 +1,78 @@
+"""Scene cuts and analysis windows over a stream of motion samples, with bounded memory."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from autofunscript.motion.flow import MotionSample
+
+
+@dataclass(frozen=True)
+class Window:
+    """Consecutive samples analysed together. `overlap` leading samples repeat the previous window's tail."""
+
+    times_s: np.ndarray
+    grids: np.ndarray  # (T, rows, cols, 2)
+    overlap: int
+    starts_scene: bool  # first window after a cut (or of the video)
+
+
+class CutDetector:
+    """A cut is a thumbnail change far above both an absolute floor and the recent typical change.
+
+    Relative to the recent median so that a shaky or busy scene does not fire all the time.
+    """
+
+    def __init__(self, floor: float = 0.45, ratio: float = 5.0, history: int = 30) -> None:
+        self.floor = floor
+        self.ratio = ratio
+        self._recent: deque[float] = deque(maxlen=history)
+
+    def is_cut(self, score: float) -> bool:
+        typical = float(np.median(self._recent)) if self._recent else 0.0
+        cut = score > max(self.floor, self.ratio * typical)
+        if not cut:
+            self._recent.append(score)
+        return cut
+
+
+class Windower:
+    """Groups samples into windows: a new scene starts a new window; long scenes are split into
+    windows of `max_s` seconds that overlap by `overlap_s` so they can be blended."""
+
+    def __init__(self, max_s: float = 60.0, overlap_s: float = 8.0, detect_cuts: bool = True) -> None:
+        self.max_s = max_s
+        self.overlap_s = overlap_s
+        self.cuts = CutDetector() if detect_cuts else None
+        self.cut_times: list[float] = []
+        self._times: list[float] = []
+        self._grids: list[np.ndarray] = []
+        self._overlap = 0
+        self._new_scene = True
+
+    def _emit(self) -> Window:
+        return Window(np.asarray(self._times), np.stack(self._grids), self._overlap, self._new_scene)
+
+    def push(self, sample: MotionSample) -> Iterator[Window]:
+        if self._times and self.cuts is not None and self.cuts.is_cut(sample.cut_score):
+            self.cut_times.append(sample.time_s)
+            yield self._emit()
+            self._times, self._grids, self._overlap, self._new_scene = [], [], 0, True
+            # flow across a cut is meaningless: the new scene starts at rest
+            sample = MotionSample(sample.time_s, np.zeros_like(sample.grid), 0.0)
+        self._times.append(sample.time_s)
+        self._grids.append(sample.grid.astype(np.float16))
+        if self._times[-1] - self._times[0] >= self.max_s:
+            yield self._emit()
+            keep = int(np.searchsorted(self._times, self._times[-1] - self.overlap_s))
+            self._times, self._grids = self._times[keep:], self._grids[keep:]
+            self._overlap, self._new_scene = len(self._times), False
+
+    def flush(self) -> Iterator[Window]:
+        if len(self._times) > self._overlap:
+            yield self._emit()
+        self._times, self._grids = [], []

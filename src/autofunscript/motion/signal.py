@@ -1,0 +1,138 @@
+"""From a window of cell velocities to a position signal along the subject's stroke axis.
+
+The subject is the most energetic coherent motion in the window: the leading components of an SVD of
+the cell velocities over time, ranked by energy weighted by periodicity, so an equally strong but
+irregular distractor loses to a stroking subject. Its cells form the ROI; their velocity projected on
+the dominant axis is integrated into a position, and slow drift of the integration is removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal as sps
+
+MAX_ACTIVE_CELLS = 160
+COMPONENTS = 3
+
+
+@dataclass(frozen=True)
+class WindowSignal:
+    """Positions (arbitrary units, drift removed) for each frame of a window, with how they were made."""
+
+    position: np.ndarray  # (T,) along the stroke axis, larger = up (or right for horizontal strokes)
+    extra: dict[str, np.ndarray]  # other axes: 'sway' (across the stroke), 'roll' (rotation), 'surge' (scale)
+    axis: tuple[float, float]  # unit (dx, dy) image direction that raises the position
+    roi_weight: np.ndarray  # (rows, cols) weight of each cell in the ROI
+    energy: float  # mean squared ROI velocity (analysis px/frame)^2: ~0 for a still scene
+    periodicity: float  # 0..1, autocorrelation peak of the position
+
+
+def _highpass(x: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
+    """Zero-phase high-pass that removes integration drift; linear detrend when the window is short."""
+    if x.size < 16 or cutoff_hz <= 0:
+        return x - x.mean()
+    x = sps.detrend(x, type="linear")
+    sos = sps.butter(2, cutoff_hz, btype="highpass", fs=fps, output="sos")
+    pad = min(x.size - 1, int(3 * fps / cutoff_hz))
+    return sps.sosfiltfilt(sos, x, padtype="even", padlen=pad)
+
+
+def periodicity(x: np.ndarray, fps: float, min_period_s: float = 0.15, max_period_s: float = 6.0) -> float:
+    """Height of the strongest autocorrelation peak at a plausible stroke period (0 = none, 1 = perfect)."""
+    x = x - x.mean()
+    n = x.size
+    if n < 8 or not np.any(x):
+        return 0.0
+    spectrum = np.fft.rfft(x, 2 * n)
+    ac = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    ac /= ac[0]
+    lo = max(1, int(min_period_s * fps))
+    hi = min(n - 1, int(max_period_s * fps))
+    if hi <= lo:
+        return 0.0
+    return float(np.clip(ac[lo:hi].max(), 0.0, 1.0))
+
+
+def _axis_sign_convention(axis: np.ndarray) -> np.ndarray:
+    """Orient the stroke axis: mostly vertical -> pointing up on screen; mostly horizontal -> pointing right."""
+    ax, ay = axis
+    if abs(ay) >= abs(ax):
+        return axis if ay < 0 else -axis
+    return axis if ax > 0 else -axis
+
+
+def _curl_and_divergence(grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    vx, vy = grids[..., 0], grids[..., 1]
+    dvx_dy, dvx_dx = np.gradient(vx, axis=(1, 2))
+    dvy_dy, dvy_dx = np.gradient(vy, axis=(1, 2))
+    return dvy_dx - dvx_dy, dvx_dx + dvy_dy
+
+
+def analyse_window(grids: np.ndarray, fps: float, drift_cutoff_hz: float = 0.02,
+                   roi_mask: np.ndarray | None = None, axis: tuple[float, float] | None = None) -> WindowSignal:
+    """Position signal for a window of cell velocity grids of shape (T, rows, cols, 2).
+
+    `roi_mask` (rows, cols) restricts the search to a user's point of interest; `axis` forces the
+    stroke direction instead of finding it.
+    """
+    t, rows, cols, _ = grids.shape
+    cells = grids.reshape(t, rows * cols, 2).astype(np.float64)
+    energy_per_cell = (cells**2).sum(axis=(0, 2))
+    if roi_mask is not None:
+        energy_per_cell = energy_per_cell * roi_mask.reshape(-1)
+    order = np.argsort(energy_per_cell)[::-1]
+    active = order[: MAX_ACTIVE_CELLS]
+    active = active[energy_per_cell[active] > 0.05 * max(energy_per_cell[active[0]], 1e-12)]
+    weights_full = np.zeros(rows * cols)
+    if t < 3 or energy_per_cell[order[0]] <= 0:
+        zeros = np.zeros(t)
+        return WindowSignal(zeros, {"sway": zeros, "roll": zeros, "surge": zeros}, (0.0, -1.0),
+                            weights_full.reshape(rows, cols), 0.0, 0.0)
+
+    matrix = cells[:, active, :].reshape(t, -1)
+    matrix = matrix - matrix.mean(axis=0)
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    best, best_score = 0, -1.0
+    for k in range(min(COMPONENTS, s.size)):
+        trace = np.cumsum(u[:, k] * s[k])
+        score = s[k] ** 2 * (0.25 + periodicity(_highpass(trace, fps, drift_cutoff_hz), fps))
+        if score > best_score:
+            best, best_score = k, score
+    loadings = vt[best].reshape(-1, 2)  # per active cell, the direction it moves in this component
+    strength = (loadings**2).sum(axis=1)
+
+    if axis is None:
+        # principal direction of the loading vectors, weighted by how much each cell takes part
+        cov = (loadings * strength[:, None]).T @ loadings
+        eigvals, eigvecs = np.linalg.eigh(cov)
+        direction = _axis_sign_convention(eigvecs[:, np.argmax(eigvals)])
+    else:
+        direction = np.asarray(axis, float) / (np.hypot(*axis) or 1.0)
+
+    # ROI: cells that carry the component; signs of loadings matter (a rotating subject has cells
+    # moving in opposite directions), so project each cell on the axis with its own sign.
+    roi = strength >= 0.2 * strength.max()
+    cell_sign = np.sign(loadings[roi] @ direction)
+    cell_sign[cell_sign == 0] = 1.0
+    # SVD signs are arbitrary: the cells carrying most of the energy define which way is "along"
+    cell_sign *= np.sign((strength[roi] * cell_sign).sum()) or 1.0
+    w = strength[roi] * cell_sign
+    roi_cells = active[roi]
+    velocity = cells[:, roi_cells, :] @ direction  # (T, n_roi)
+    along = velocity @ w / np.abs(w).sum()
+    normal = np.array([-direction[1], direction[0]])
+    across = (cells[:, roi_cells, :] @ normal) @ np.abs(w) / np.abs(w).sum()
+    curl, div = _curl_and_divergence(grids)
+    curl = curl.reshape(t, -1)[:, roi_cells] @ np.abs(w) / np.abs(w).sum()
+    div = div.reshape(t, -1)[:, roi_cells] @ np.abs(w) / np.abs(w).sum()
+
+    # a frame's velocity moves the subject from the previous frame to this one, so position is the sum
+    position = _highpass(np.cumsum(along), fps, drift_cutoff_hz)
+    extra = {name: _highpass(np.cumsum(v), fps, drift_cutoff_hz)
+             for name, v in (("sway", across), ("roll", curl), ("surge", div))}
+    weights_full[roi_cells] = np.abs(w)
+    return WindowSignal(position=position, extra=extra, axis=(float(direction[0]), float(direction[1])),
+                        roi_weight=weights_full.reshape(rows, cols) / np.abs(w).max(),
+                        energy=float(np.mean(along**2)), periodicity=periodicity(position, fps))

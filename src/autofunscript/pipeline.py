@@ -1,0 +1,235 @@
+"""The generate pipeline shared by the CLI, the viewer and batch: video in, Funscript out.
+
+decode (scaled grey, one eye for VR) -> optical flow grid per frame -> windows split at scene cuts ->
+position per window along the subject's stroke axis -> blended dense signal -> post-processing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autofunscript import __version__
+from autofunscript.errors import AutofunscriptError
+from autofunscript.motion.flow import FlowTracker
+from autofunscript.motion.segments import Window, Windower
+from autofunscript.motion.signal import analyse_window
+from autofunscript.script.funscript import Funscript
+from autofunscript.script.postprocess import PostReport, PostSettings, finish, robust_normalise, smooth, to_actions
+from autofunscript.video.stream import open_video
+
+# Below this mean squared ROI velocity (analysis px/frame) a window is camera noise, not a subject.
+STILL_ENERGY = 0.02
+EXTRA_AXES = ("sway", "roll", "surge")
+
+
+@dataclass(frozen=True)
+class Poi:
+    """A point of interest in source-frame pixels (or 0-1 fractions when `relative`), with a box size."""
+
+    x: float
+    y: float
+    size: float | None = None  # box side in source pixels; None = a quarter of the frame height
+    relative: bool = False
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    method: str = "flow"
+    start_s: float = 0.0
+    end_s: float | None = None
+    vr: str | None = None  # "sbs" or "ou": analyse one eye
+    poi: Poi | None = None
+    axes: tuple[str, ...] = ()
+    analysis_width: int = 320
+    drift_cutoff_hz: float = 0.02
+    post: PostSettings = field(default_factory=PostSettings)
+
+
+@dataclass
+class DenseSignal:
+    """Per-frame positions 0-100 (NaN where there was no usable motion) and extra axes."""
+
+    times_s: np.ndarray
+    position: np.ndarray
+    extra: dict[str, np.ndarray]
+
+
+@dataclass
+class GenerateResult:
+    script: Funscript
+    report: PostReport
+    frames: int
+    seconds_of_video: float
+    elapsed_s: float
+    cut_times_s: list[float]
+    partial: bool = False
+
+
+ProgressCallback = Callable[[float, float], None]  # (video seconds done, video seconds total)
+
+
+def _poi_mask_for(poi: Poi, frame_w: int, frame_h: int, source_w: int, source_h: int, cell: int) -> np.ndarray:
+    """Grid mask around the POI: the box, widened along y so a stroking subject stays inside it."""
+    scale = frame_w / source_w
+    px = poi.x * source_w if poi.relative else poi.x
+    py = poi.y * source_h if poi.relative else poi.y
+    size = (poi.size if poi.size else source_h / 4) * scale
+    rows, cols = frame_h // cell, frame_w // cell
+    cy, cx = (np.arange(rows) + 0.5) * cell, (np.arange(cols) + 0.5) * cell
+    # the box follows the subject through its stroke: allow a full box of travel either side
+    inside_y = np.abs(cy - py * scale) <= size
+    inside_x = np.abs(cx - px * scale) <= size / 2 + cell
+    return (inside_y[:, None] & inside_x[None, :]).astype(float)
+
+
+def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    t = window.times_s
+    fps = (t.size - 1) / (t[-1] - t[0]) if t.size > 1 and t[-1] > t[0] else 30.0
+    ws = analyse_window(window.grids.astype(np.float32), fps, options.drift_cutoff_hz, roi_mask=roi_mask)
+    nan = np.full(t.size, np.nan)
+    if ws.energy < STILL_ENERGY:
+        return nan, {name: nan for name in EXTRA_AXES}
+    lo, hi = options.post.range
+    position = robust_normalise(ws.position, lo, hi)
+    extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
+    return position, extra
+
+
+def _fill_gaps(values: np.ndarray) -> np.ndarray:
+    """Hold the last known position through still spans (the start holds the first known one)."""
+    known = ~np.isnan(values)
+    if not known.any():
+        return values.copy()
+    idx = np.where(known, np.arange(values.size), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = values[idx]
+    first = int(np.argmax(known))
+    out[:first] = out[first]
+    return out
+
+
+def _crossfade(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Blend two equally long overlapping spans from `previous` to `current` (NaN defers to the other)."""
+    ramp = np.linspace(0.0, 1.0, previous.size)
+    return np.where(np.isnan(previous), current,
+                    np.where(np.isnan(current), previous, previous * (1 - ramp) + current * ramp))
+
+
+class _Assembler:
+    """Collects window results into one dense signal per channel, cross-fading window overlaps."""
+
+    def __init__(self, axes: tuple[str, ...]) -> None:
+        self.times: list[np.ndarray] = []
+        self.channels: dict[str, list[np.ndarray]] = {name: [] for name in ("position", *axes)}
+
+    def add(self, window: Window, position: np.ndarray, extra: dict[str, np.ndarray]) -> None:
+        n = window.overlap if self.times else 0
+        values = {"position": position, **extra}
+        for name, parts in self.channels.items():
+            if n:
+                parts[-1] = np.concatenate([parts[-1][:-n], _crossfade(parts[-1][-n:], values[name][:n])])
+            parts.append(values[name][n:])
+        self.times.append(window.times_s[n:])
+
+    def result(self) -> DenseSignal:
+        joined = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.channels.items()}
+        times = np.concatenate(self.times) if self.times else np.zeros(0)
+        return DenseSignal(times, joined.pop("position"), joined)
+
+
+def dense_to_script(dense: DenseSignal, post: PostSettings) -> tuple[np.ndarray, np.ndarray, PostReport]:
+    """Dense per-frame positions -> post-processed actions."""
+    times_ms = dense.times_s * 1000.0
+    position = _fill_gaps(dense.position)
+    if np.isnan(position).all():
+        raise AutofunscriptError("no motion found in the video (still picture?); nothing written")
+    position = smooth(times_ms, position, post.smooth_ms)
+    at, pos = to_actions(times_ms, position, post)
+    return finish(at, pos, post)
+
+
+def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallback | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> tuple[DenseSignal, list[float], int, bool]:
+    """Decode and track; returns the dense signal, cut times, frames read and whether it was cut short."""
+    tracker = FlowTracker()
+    windower = Windower()
+    assembler = _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES))
+    frames = 0
+    interrupted = False
+    with open_video(path) as stream:
+        info = stream.info
+        end_s = min(options.end_s, info.duration_s) if options.end_s else info.duration_s
+        total = max(end_s - options.start_s, 1e-6)
+        roi_mask = None
+        try:
+            for frame in stream.frames(start_s=options.start_s, end_s=options.end_s,
+                                       width=options.analysis_width, eye=options.vr):
+                if roi_mask is None and options.poi is not None:
+                    source_w = info.width // 2 if options.vr == "sbs" else info.width
+                    source_h = info.height // 2 if options.vr == "ou" else info.height
+                    roi_mask = _poi_mask_for(options.poi, frame.image.shape[1], frame.image.shape[0],
+                                             source_w, source_h, tracker.cell)
+                sample = tracker.update(frame.image, frame.time_s)
+                frames += 1
+                for window in windower.push(sample):
+                    assembler.add(window, *_window_positions(window, options, roi_mask))
+                if progress is not None:
+                    progress(frame.time_s - options.start_s, total)
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+    for window in windower.flush():
+        assembler.add(window, *_window_positions(window, options, roi_mask))
+    return assembler.result(), windower.cut_times, frames, interrupted
+
+
+def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
+             progress: ProgressCallback | None = None) -> GenerateResult:
+    """Make a funscript for a video. Ctrl+C during tracking returns what was done, marked partial."""
+    path = Path(path)
+    if options.method != "flow":
+        raise AutofunscriptError(f"unknown method {options.method!r} (available: flow)")
+    started = time.perf_counter()
+    dense, cuts, frames, interrupted = track_motion(path, options, progress)
+    if frames < 2:
+        raise AutofunscriptError(f"{path}: fewer than 2 frames to compare; nothing written")
+    at, pos, report = dense_to_script(dense, options.post)
+    seconds = float(dense.times_s[-1] - dense.times_s[0]) if dense.times_s.size else 0.0
+    notes = {"generator": f"autofunscript {__version__}", "method": options.method,
+             "settings": _settings_note(options), "scene_cuts": len(cuts)}
+    if interrupted:
+        notes["partial"] = f"interrupted at {dense.times_s[-1]:.1f} s"
+    if report.notes:
+        notes["post"] = "; ".join(report.notes)
+    duration = float(dense.times_s[-1]) if dense.times_s.size else 0.0
+    script = Funscript(at=at, pos=pos, metadata={"creator": f"autofunscript {__version__}",
+                                                 "title": path.stem, "duration": int(np.ceil(duration)),
+                                                 "notes": _format_notes(notes)})
+    for name in options.axes:
+        if name not in dense.extra:
+            continue
+        axis_post = PostSettings(range=(0, 100), max_speed=options.post.max_speed, simplify=options.post.simplify,
+                                 min_swing=options.post.min_swing, offset_ms=options.post.offset_ms)
+        a_at, a_pos, _ = dense_to_script(DenseSignal(dense.times_s, dense.extra[name], {}), axis_post)
+        script.axes[name] = Funscript(at=a_at, pos=a_pos, metadata={"creator": f"autofunscript {__version__}",
+                                                                      "duration": int(np.ceil(duration))})
+    return GenerateResult(script=script, report=report, frames=frames, seconds_of_video=seconds,
+                          elapsed_s=time.perf_counter() - started, cut_times_s=cuts, partial=interrupted)
+
+
+def _settings_note(options: GenerateOptions) -> str:
+    settings = asdict(options)
+    post = settings.pop("post")
+    items = {**{k: v for k, v in settings.items() if v not in (None, (), "")}, **post}
+    return ", ".join(f"{k}={v}" for k, v in items.items())
+
+
+def _format_notes(notes: dict) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in notes.items())

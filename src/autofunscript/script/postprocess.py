@@ -1,0 +1,194 @@
+"""Post-processing shared by `generate` and `tune`: from a dense position signal (or an existing script)
+to a device-friendly action list: smoothing, reversal picking, simplification, range, speed limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from autofunscript.script.extrema import find_reversals
+
+DENSE_STEP_MS = 10.0
+
+
+@dataclass(frozen=True)
+class PostSettings:
+    """Knobs of the post-processing; every field maps to a CLI option of generate/tune."""
+
+    range: tuple[int, int] = (0, 100)
+    max_speed: float = 400.0  # pos/s; 0 disables the limit
+    smooth_ms: float = 0.0  # Gaussian sigma; 0 keeps the signal as it is
+    simplify: float = 2.0  # max deviation (pos units) of dropped points from the kept line
+    min_swing: float = 8.0  # smallest reversal kept, in pos units after range normalisation
+    min_interval_ms: float = 60.0  # reversal pairs closer than this are dropped (faster than any device)
+    invert: bool = False
+    offset_ms: int = 0
+
+
+@dataclass
+class PostReport:
+    """What post-processing changed, for the user and for the script's notes."""
+
+    speed_limited_segments: int = 0
+    max_speed_before: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def resample(at_ms: np.ndarray, pos: np.ndarray, step_ms: float = DENSE_STEP_MS) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of a script onto a uniform grid (for smoothing an existing action list)."""
+    if at_ms.size < 2:
+        return at_ms.astype(float), pos.astype(float)
+    grid = np.arange(float(at_ms[0]), float(at_ms[-1]) + step_ms / 2, step_ms)
+    return grid, np.interp(grid, at_ms.astype(float), pos.astype(float))
+
+
+def smooth(times_ms: np.ndarray, pos: np.ndarray, sigma_ms: float) -> np.ndarray:
+    """Gaussian smoothing with sigma in ms, on a signal sampled at (near) uniform times."""
+    if sigma_ms <= 0 or pos.size < 3:
+        return pos.astype(float)
+    step = float(np.median(np.diff(times_ms)))
+    return gaussian_filter1d(pos.astype(float), sigma=max(sigma_ms / step, 1e-3), mode="nearest")
+
+
+def robust_normalise(pos: np.ndarray, lo: float, hi: float, percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
+    """Map the robust extent of a signal onto [lo, hi] so strokes use the full range, then clip."""
+    if pos.size == 0:
+        return pos.astype(float)
+    p_lo, p_hi = np.percentile(pos, percentiles)
+    if p_hi - p_lo < 1e-9:
+        return np.full(pos.shape, (lo + hi) / 2.0)
+    return np.clip(lo + (pos - p_lo) * (hi - lo) / (p_hi - p_lo), min(lo, hi), max(lo, hi))
+
+
+def rescale_range(pos: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Linear map of 0..100 onto lo..hi (tune's --range on an existing script)."""
+    return lo + pos.astype(float) * (hi - lo) / 100.0
+
+
+def _rdp_keep(t: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
+    """Ramer-Douglas-Peucker on (time, pos): mask of points to keep; deviation measured in pos units."""
+    keep = np.zeros(t.size, bool)
+    keep[0] = keep[-1] = True
+    stack = [(0, t.size - 1)]
+    while stack:
+        a, b = stack.pop()
+        if b - a < 2:
+            continue
+        span_t = t[b] - t[a]
+        line = x[a] + (x[b] - x[a]) * (t[a + 1 : b] - t[a]) / (span_t if span_t else 1.0)
+        dev = np.abs(x[a + 1 : b] - line)
+        i = int(np.argmax(dev))
+        if dev[i] > eps:
+            m = a + 1 + i
+            keep[m] = True
+            stack += [(a, m), (m, b)]
+    return keep
+
+
+def drop_quick_wiggles(times_ms: np.ndarray, reversals: np.ndarray, min_interval_ms: float) -> np.ndarray:
+    """Remove peak/trough pairs closer than `min_interval_ms`: removing both keeps them alternating."""
+    idx = list(reversals.tolist())
+    i = 1
+    while i < len(idx):
+        if times_ms[idx[i]] - times_ms[idx[i - 1]] < min_interval_ms and 0 < i < len(idx) - 1:
+            del idx[i - 1 : i + 1]
+            i = max(i - 1, 1)
+        else:
+            i += 1
+    return np.asarray(idx, np.int64)
+
+
+def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Dense signal -> actions: every reversal is kept, the shape between them only where it bends."""
+    if pos.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    reversals = drop_quick_wiggles(times_ms, find_reversals(pos, settings.min_swing).index,
+                                   settings.min_interval_ms)
+    anchors = sorted({0, *reversals.tolist(), pos.size - 1})
+    keep = np.zeros(pos.size, bool)
+    for a, b in zip(anchors[:-1], anchors[1:]):
+        seg = _rdp_keep(times_ms[a : b + 1], pos[a : b + 1], settings.simplify)
+        keep[a : b + 1] |= seg
+    at = np.rint(times_ms[keep]).astype(np.int64)
+    p = np.clip(np.rint(pos[keep]), 0, 100).astype(np.int64)
+    unique = np.append(np.diff(at) > 0, True)
+    return at[unique], p[unique]
+
+
+def speeds(at_ms: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Absolute speed of each action-to-action segment in pos/s."""
+    if at_ms.size < 2:
+        return np.zeros(0)
+    dt = np.diff(at_ms).astype(float) / 1000.0
+    return np.abs(np.diff(pos).astype(float)) / np.maximum(dt, 1e-3)
+
+
+def limit_speed(at_ms: np.ndarray, pos: np.ndarray, max_speed: float) -> tuple[np.ndarray, int]:
+    """Pull the ends of too-fast segments toward each other so no segment exceeds `max_speed`.
+
+    Shrinking a stroke symmetrically keeps it centred where the video put it (a forward-only clamp
+    would drift the whole script). A final forward pass guarantees the bound.
+    """
+    p = pos.astype(float).copy()
+    if max_speed <= 0 or p.size < 2:
+        return pos.astype(np.int64), 0
+    dt = np.maximum(np.diff(at_ms).astype(float) / 1000.0, 1e-3)
+    allowed = max_speed * dt
+    violating = int((np.abs(np.diff(p)) > allowed + 1e-9).sum())
+    for _ in range(50):
+        d = np.diff(p)
+        excess = np.abs(d) - allowed
+        if (excess <= 1e-9).all():
+            break
+        fix = np.where(excess > 0, np.sign(d) * excess / 2.0, 0.0)
+        p[:-1] += fix
+        p[1:] -= fix
+    for i in range(1, p.size):
+        lim = allowed[i - 1] * 0.999
+        p[i] = np.clip(p[i], p[i - 1] - lim, p[i - 1] + lim)
+    # rounding to ints may add up to 1 pos of speed; floor toward the previous point to stay within bound
+    out = np.rint(p)
+    for i in range(1, out.size):
+        if abs(out[i] - out[i - 1]) > allowed[i - 1]:
+            out[i] = out[i - 1] + np.sign(out[i] - out[i - 1]) * np.floor(allowed[i - 1])
+    return np.clip(out, 0, 100).astype(np.int64), violating
+
+
+def finish(at_ms: np.ndarray, pos: np.ndarray, settings: PostSettings) -> tuple[np.ndarray, np.ndarray, PostReport]:
+    """The last steps every script gets: invert, offset, speed limit."""
+    report = PostReport()
+    pos = pos.astype(np.int64)
+    if settings.invert:
+        pos = 100 - pos
+    if settings.offset_ms:
+        at_ms = at_ms + int(settings.offset_ms)
+    v = speeds(at_ms, pos)
+    report.max_speed_before = float(v.max()) if v.size else 0.0
+    if settings.max_speed > 0:
+        pos, report.speed_limited_segments = limit_speed(at_ms, pos, settings.max_speed)
+        if report.speed_limited_segments:
+            report.notes.append(f"{report.speed_limited_segments} segments slowed to {settings.max_speed:g} pos/s "
+                                f"(fastest was {report.max_speed_before:.0f})")
+    return at_ms.astype(np.int64), pos, report
+
+
+def tune(at_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
+         rescale: bool = True) -> tuple[np.ndarray, np.ndarray, PostReport]:
+    """Re-post-process an existing action list: smoothing, simplification, range, then `finish`.
+
+    Without smoothing the original actions are simplified directly, so a hand-made script keeps its
+    exact timing; with smoothing it is resampled, smoothed and its reversals picked again.
+    """
+    if at_ms.size < 2:
+        return finish(at_ms, pos, settings)
+    if settings.smooth_ms > 0:
+        times, dense = resample(at_ms, pos)
+        dense = smooth(times, dense, settings.smooth_ms)
+        at_ms, pos = to_actions(times, dense, settings)
+    elif settings.simplify > 0:
+        at_ms, pos = to_actions(at_ms.astype(float), pos.astype(float), settings)
+    if rescale:
+        pos = np.rint(rescale_range(pos, *settings.range)).astype(np.int64)
+    return finish(at_ms, pos, settings)
