@@ -1,0 +1,104 @@
+import cv2
+import numpy as np
+import pytest
+
+from autofunscript.motion.flow import FlowTracker
+from autofunscript.motion.segments import CutDetector, Windower
+from autofunscript.motion.signal import analyse_window, periodicity
+
+W, H, FPS = 320, 180, 30.0
+
+
+def textured(shape, seed):
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur((rng.random(shape) * 255).astype(np.uint8), (0, 0), 1.2)
+
+
+def render(truth, angle_deg=0.0, shake=0.0, distractor=False, seed=0):
+    """Frames of a textured block stroking along an axis tilted by angle_deg from vertical."""
+    bg = textured((H + 40, W + 40), seed)
+    block = textured((70, 40), seed + 1)
+    other = 255 - textured((30, 30), seed + 2)
+    rng = np.random.default_rng(seed + 3)
+    a = np.deg2rad(angle_deg)
+    for i, p in enumerate(truth):
+        ox, oy = (rng.normal(0, shake, 2) if shake else (0.0, 0.0))
+        ox, oy = int(round(ox)) + 20, int(round(oy)) + 20
+        img = bg[oy : oy + H, ox : ox + W].copy()
+        d = (p - 50) * 0.6
+        x, y = int(round(140 + d * np.sin(a))), int(round(55 - d * np.cos(a)))
+        img[y : y + 70, x : x + 40] = block
+        if distractor:
+            dx = int(40 + 25 * np.sin(i / FPS * 2 * np.pi * 0.37) + 10 * np.sin(i * 0.05))
+            img[110:140, dx : dx + 30] = other
+        yield img
+
+
+def track(frames):
+    tracker = FlowTracker()
+    return np.stack([tracker.update(f, i / FPS).grid for i, f in enumerate(frames)])
+
+
+def stroke(seconds=12.0, freq=0.8):
+    t = np.arange(0, seconds, 1 / FPS)
+    return 50 + 45 * np.sin(2 * np.pi * freq * t)
+
+
+@pytest.mark.parametrize("angle", [0.0, 25.0, -25.0])
+def test_position_follows_tilted_stroke_with_up_positive(angle):
+    truth = stroke()
+    ws = analyse_window(track(render(truth, angle)), FPS)
+    assert np.corrcoef(ws.position, truth)[0, 1] > 0.98
+    assert ws.axis[1] < 0  # the axis points up on screen
+    assert abs(np.degrees(np.arctan2(ws.axis[0], -ws.axis[1])) - angle) < 8
+    assert ws.periodicity > 0.8
+
+
+def test_camera_shake_is_removed():
+    truth = stroke()
+    uncompensated = FlowTracker(compensate_camera=False)
+    frames = list(render(truth, shake=2.0))  # violent: independent 2 px jumps every frame
+    raw = np.stack([uncompensated.update(f, i / FPS).grid for i, f in enumerate(frames)])
+    assert np.corrcoef(analyse_window(raw, FPS).position, truth)[0, 1] < 0.5
+    ws = analyse_window(track(frames), FPS)
+    assert np.corrcoef(ws.position, truth)[0, 1] > 0.93
+
+
+def test_periodic_subject_wins_over_irregular_distractor():
+    truth = stroke()
+    ws = analyse_window(track(render(truth, distractor=True)), FPS)
+    assert np.corrcoef(ws.position, truth)[0, 1] > 0.95
+
+
+def test_still_scene_has_no_energy():
+    frames = [textured((H, W), 5)] * 60
+    ws = analyse_window(track(frames), FPS)
+    assert ws.energy < 0.01
+
+
+def test_periodicity_separates_sine_from_noise():
+    t = np.arange(0, 10, 1 / FPS)
+    assert periodicity(np.sin(2 * np.pi * t), FPS) > 0.9
+    assert periodicity(np.random.default_rng(1).normal(size=t.size), FPS) < 0.3
+
+
+def test_cut_detector_fires_on_scene_change_only():
+    tracker = FlowTracker()
+    detector = CutDetector()
+    scene_a, scene_b = list(render(stroke(2.0), seed=0)), list(render(stroke(2.0), seed=10))
+    fired = [detector.is_cut(tracker.update(f, i / FPS).cut_score) for i, f in enumerate(scene_a + scene_b)]
+    assert [i for i, cut in enumerate(fired) if cut] == [len(scene_a)]
+
+
+def test_windower_splits_at_cuts_and_overlaps_long_scenes():
+    windower = Windower(max_s=4.0, overlap_s=1.0)
+    tracker = FlowTracker()
+    frames = list(render(stroke(6.0), seed=0)) + list(render(stroke(2.0), seed=10))
+    windows = []
+    for i, f in enumerate(frames):
+        windows += list(windower.push(tracker.update(f, i / FPS)))
+    windows += list(windower.flush())
+    assert windower.cut_times == [pytest.approx(6.0, abs=0.05)]
+    assert [w.starts_scene for w in windows] == [True, False, True]
+    assert windows[1].overlap == pytest.approx(FPS * 1.0, abs=2)
+    assert windows[2].times_s[0] == pytest.approx(6.0, abs=0.05)

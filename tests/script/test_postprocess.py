@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from autofunscript.script.extrema import find_reversals
+from autofunscript.script.postprocess import (
+    PostSettings,
+    drop_quick_wiggles,
+    finish,
+    limit_speed,
+    robust_normalise,
+    speeds,
+    to_actions,
+    tune,
+)
+
+
+def sine(freq=1.0, seconds=10.0, fps=30.0, amp=40.0, centre=50.0):
+    t = np.arange(0, seconds, 1 / fps) * 1000.0
+    return t, centre + amp * np.sin(2 * np.pi * freq * t / 1000.0)
+
+
+def test_find_reversals_ignores_jitter_below_swing():
+    t, x = sine()
+    noisy = x + np.random.default_rng(1).normal(0, 1.5, x.size)
+    rev = find_reversals(noisy, min_swing=10)
+    # 10 s at 1 Hz: 10 peaks and 10 troughs, plus both ends (each 10+ away from its neighbour)
+    assert len(rev) == 22
+    assert np.all(rev.kind[1:] != rev.kind[:-1])
+
+
+def test_to_actions_keeps_every_reversal_within_a_frame():
+    t, x = sine(freq=2.5)
+    at, pos = to_actions(t, x, PostSettings())
+    true_peaks = (np.arange(25) + 0.25) / 2.5 * 1000.0
+    peaks = at[pos >= 89]
+    assert len(peaks) == 25
+    assert np.abs(peaks - true_peaks).max() <= 34
+
+
+def test_to_actions_simplifies_straight_lines():
+    t = np.arange(0, 2000, 10.0)
+    x = np.interp(t, [0, 1000, 2000], [0, 100, 0])
+    at, pos = to_actions(t, x, PostSettings(simplify=1.0))
+    assert at.tolist() == [0, 1000, 1990]
+
+
+def test_robust_normalise_uses_full_range_despite_outliers():
+    x = np.concatenate([np.sin(np.linspace(0, 20, 1000)) * 3, [50.0]])
+    y = robust_normalise(x, 0, 100)
+    assert y.min() == 0 and y.max() == 100
+    assert np.percentile(y, 90) > 80
+
+
+def test_limit_speed_enforces_bound_and_keeps_centre():
+    at = np.arange(0, 2000, 100)
+    pos = np.tile([0, 100], 10)
+    limited, changed = limit_speed(at, pos, 400.0)
+    assert changed == 19
+    assert speeds(at, limited).max() <= 400.0
+    assert abs(limited.mean() - 50) < 3
+
+
+def test_limit_speed_leaves_slow_scripts_alone():
+    at = np.arange(0, 5000, 500)
+    pos = np.tile([20, 80], 5)
+    limited, changed = limit_speed(at, pos, 400.0)
+    assert changed == 0 and limited.tolist() == pos.tolist()
+
+
+def test_drop_quick_wiggles_keeps_alternation():
+    t = np.arange(0, 1000, 10.0)
+    idx = np.array([0, 30, 33, 60, 90])
+    kept = drop_quick_wiggles(t, idx, 60)
+    assert kept.tolist() == [0, 60, 90]
+
+
+def test_finish_inverts_and_offsets():
+    at = np.array([0, 500, 1000])
+    pos = np.array([0, 100, 0])
+    at2, pos2, report = finish(at, pos, PostSettings(invert=True, offset_ms=250, max_speed=0))
+    assert at2.tolist() == [250, 750, 1250]
+    assert pos2.tolist() == [100, 0, 100]
+    assert report.speed_limited_segments == 0
+
+
+@pytest.mark.parametrize("lo,hi", [(10, 90), (30, 70), (90, 10)])
+def test_tune_rescales_range(lo, hi):
+    at = np.arange(0, 4000, 250)
+    pos = np.tile([0, 100], 8)
+    _, pos2, _ = tune(at, pos, PostSettings(range=(lo, hi), max_speed=0))
+    assert {int(pos2.min()), int(pos2.max())} == {min(lo, hi), max(lo, hi)}
+
+
+def test_tune_smoothing_keeps_stroke_count():
+    at = np.arange(0, 10000, 250)
+    pos = np.tile([5, 95], 20)
+    at2, pos2, _ = tune(at, pos, PostSettings(smooth_ms=40, max_speed=0))
+    assert len(find_reversals(pos2, 20)) == len(find_reversals(pos, 20))
