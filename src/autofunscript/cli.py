@@ -180,6 +180,125 @@ def tune(script_path: Path, out: Path | None, force: bool, **post) -> None:
     click.echo(f"{out}: {len(script)} -> {len(tuned)} actions" + (f"; {report.notes[0]}" if report.notes else ""))
 
 
+def _clock(seconds: float) -> str:
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@cli.command()
+@click.argument("scripts", metavar="SCRIPT...", nargs=-1, required=True, type=click.Path(path_type=Path))
+def check(scripts: tuple[Path, ...]) -> int:
+    """Validate scripts and summarise their motion; sibling axis files are read too.
+
+    Speeds are pos/s per action-to-action move; the fast/slow shares are of the moving time
+    (see README "Metrics"). Exits 2 if any file could not be read.
+    """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from autofunscript.script.funscript import read_funscript, sibling_paths
+    from autofunscript.script.stats import FAST_POS_PER_S, LONG_GAP_MS, SLOW_POS_PER_S, script_stats
+
+    table = Table(box=None, header_style="bold")
+    for title in ("script", "actions", "length", "strokes", "mean pos/s", "max pos/s",
+                  f">{FAST_POS_PER_S:.0f}", f"<{SLOW_POS_PER_S:.0f}", f"gaps >{LONG_GAP_MS // 1000}s"):
+        table.add_column(title, justify="left" if title == "script" else "right", no_wrap=True)
+    failed = 0
+    shown_as_axis: set[Path] = set()
+    for path in scripts:
+        if path.resolve() in shown_as_axis:
+            continue
+        try:
+            script = read_funscript(path, siblings=True)
+        except AutofunscriptError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed += 1
+            continue
+        shown_as_axis.update(p.resolve() for p in sibling_paths(path).values() if p.exists())
+        for label, item in [(str(path), script), *((f"{path} [{axis}]", s) for axis, s in script.axes.items())]:
+            stats = script_stats(item)
+            gaps = f"{stats.gaps}, longest {stats.longest_gap_s:.0f}s" if stats.gaps else "-"
+            table.add_row(escape(label), str(stats.actions), _clock(stats.duration_s), str(stats.strokes),
+                          f"{stats.mean_speed:.0f}", f"{stats.max_speed:.0f}", f"{stats.fast_share:.0%}",
+                          f"{stats.slow_share:.0%}", gaps)
+    if table.row_count:
+        console = Console()
+        # piped output has no width to fit; keep each script on one line instead of folding at 80
+        console.width = console.width if console.is_terminal else 250
+        console.print(table)
+    return EXIT_USER_ERROR if failed else 0
+
+
+@cli.command()
+@click.argument("script_path", metavar="SCRIPT", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
+@click.option("--width", default=1200, show_default=True, type=click.IntRange(16, 8192), help="Pixels.")
+@click.option("--height", default=200, show_default=True, type=click.IntRange(16, 2048), help="Pixels.")
+@click.option("--force", is_flag=True, help="Overwrite an existing PNG.")
+def heatmap(script_path: Path, out: Path, width: int, height: int, force: bool) -> None:
+    """Draw an OFS-style speed heat bar over the position graph of SCRIPT."""
+    from autofunscript.script.funscript import read_funscript
+    from autofunscript.script.heatmap import write_heatmap
+
+    if out.exists() and not force:
+        raise AutofunscriptError(f"{out}: already exists (use --force to overwrite)")
+    write_heatmap(read_funscript(script_path), out, width, height, force=force)
+    click.echo(f"{out}: {width}x{height} heatmap of {script_path}")
+
+
+@cli.command("evaluate")
+@click.argument("pred_path", metavar="PRED", type=click.Path(path_type=Path))
+@click.argument("ref_path", metavar="REF", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--min-swing", default=10.0, show_default=True, type=click.FloatRange(0, 100, min_open=True),
+              help="Smallest position change that makes a reversal.")
+@click.option("--fps", default=30.0, show_default=True, type=click.FloatRange(0, 1000, min_open=True),
+              help="Video frame rate; one frame is the `frame` tier's time limit.")
+def evaluate_command(pred_path: Path, ref_path: Path, as_json: bool, min_swing: float, fps: float) -> None:
+    """Score the predicted script PRED against the reference REF (see README "Metrics")."""
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from autofunscript.script.evaluate import evaluate
+    from autofunscript.script.funscript import read_funscript
+
+    pred, ref = read_funscript(pred_path), read_funscript(ref_path)
+    result = evaluate(pred, ref, min_swing=min_swing, fps=fps)
+    if as_json:
+        click.echo(json.dumps({"pred": str(pred_path), "ref": str(ref_path), **result.to_dict()}))
+        return
+
+    def number(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    tiers = result.tiers.to_dict()
+    rows = [
+        ("shift", f"{result.shift_ms:+d} ms ({'prediction late' if result.shift_ms > 0 else 'prediction early' if result.shift_ms < 0 else 'in sync'})"),
+        ("polarity", "inverted (scored flipped)" if result.inverted else "normal"),
+        ("pearson r", f"{number(result.pearson, '.3f')} (signed {number(result.pearson_signed, '+.3f')})"),
+        ("mae / rmse", f"{number(result.mae, '.1f')} / {number(result.rmse, '.1f')} pos"),
+        ("coverage", f"{result.coverage:.0%} of the reference span"),
+        ("extrema precision", f"{result.extrema_precision:.3f} ({result.reversals_matched}/{result.reversals_pred})"),
+        ("extrema recall", f"{result.extrema_recall:.3f} ({result.reversals_matched}/{result.reversals_ref})"),
+        ("extrema F1", f"{result.extrema_f1:.3f}"),
+        *((f"tier {name}", f"{t['count']} ({t['share']:.0%})") for name, t in tiers.items()),
+        ("strokes ref / pred", f"{result.strokes_ref} / {result.strokes_pred}"),
+        ("amplitude error", f"{result.amplitude_error:+.0f} pos"),
+        ("speed violations", f"{result.speed_violations} moves, {result.speed_violation_share:.1%} of moving time"),
+    ]
+    table = Table(box=None, show_header=False, title=escape(f"{pred_path} vs {ref_path}"), title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    Console(soft_wrap=True).print(table)
+
+
 def main() -> None:
     """Console entry point: run the group, turning expected failures into one-line errors."""
     try:
