@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from autofunscript.script.evaluate import evaluate
-from autofunscript.script.funscript import Funscript, read_funscript
+from autofunscript.script.funscript import Funscript, read_funscript, write_funscript
 
 
 def stroking(seed: int = 1, strokes: int = 120) -> Funscript:
@@ -145,3 +147,20 @@ def test_real_script_lagged_and_inverted(shared_funscripts):
     result = evaluate(pred, ref)
     assert result.shift_ms == 300 and result.inverted
     assert result.extrema_f1 == 1.0 and result.mae == 0.0
+
+
+def test_evaluate_command_json_and_table(tmp_path):
+    ref = stroking(seed=10)
+    write_funscript(ref, tmp_path / "ref.funscript")
+    write_funscript(ref.copy_with(ref.at + 100, ref.pos), tmp_path / "pred.funscript")
+    command = [sys.executable, "-m", "autofunscript", "evaluate", "pred.funscript", "ref.funscript"]
+    as_json = subprocess.run([*command, "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert as_json.returncode == 0 and as_json.stderr == ""
+    data = json.loads(as_json.stdout)  # exactly one object: anything else fails to parse
+    assert data["shift_ms"] == 100 and data["extrema_f1"] == 1.0 and data["inverted"] is False
+    assert data["tiers"]["frame"]["share"] == 1.0
+
+    table = subprocess.run([*command, "--fps", "60", "--min-swing", "20"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert table.returncode == 0
+    assert "+100 ms (prediction late)" in table.stdout and "extrema F1" in table.stdout

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
 
 from autofunscript.errors import AutofunscriptError
-from autofunscript.script.funscript import Funscript, read_funscript
+from autofunscript.script.funscript import Funscript, read_funscript, write_funscript
 from autofunscript.script.heatmap import render_heatmap, speed_colours, write_heatmap
 
 WIDTH, HEIGHT = 400, 120
@@ -79,3 +82,14 @@ def test_write_is_atomic_and_refuses_overwrite(tmp_path):
     with pytest.raises(AutofunscriptError, match="PNG"):
         write_heatmap(Funscript(), tmp_path / "heat.jpg", WIDTH, HEIGHT)
     assert [p.name for p in tmp_path.iterdir()] == ["heat.png"]
+
+
+def test_heatmap_command_writes_the_requested_size(tmp_path):
+    script = tmp_path / "s.funscript"
+    write_funscript(sections(), script)
+    out = tmp_path / "heat.png"
+    result = subprocess.run([sys.executable, "-m", "autofunscript", "heatmap", script, "--out", out,
+                             "--width", "300", "--height", "90"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert cv2.imread(str(out)).shape == (90, 300, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.png", "s.funscript"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from autofunscript.script.funscript import Funscript, read_funscript
@@ -48,3 +51,15 @@ def test_real_regular_fixture(shared_funscripts):
     assert stats.fast_segments == 10 and stats.fast_share == pytest.approx(1.0 / 7.4)
     assert stats.slow_share == 0.0
     assert stats.gaps == 0
+
+
+def test_check_command_lists_axes_and_reading_warnings(shared_funscripts, tmp_path):
+    main = next(f for f in shared_funscripts if f.name == "real_12.funscript")
+    unsorted = next(f for f in shared_funscripts if f.name == "real_14.funscript")
+    result = subprocess.run([sys.executable, "-m", "autofunscript", "check", main, unsorted],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if ".funscript" in line]
+    assert len(rows) == 5  # real_12 and its three axes, real_14
+    assert any("[roll]" in row for row in rows)
+    assert result.stderr.splitlines() == [f"warning: {unsorted}: actions were not in time order (sorted)"]
