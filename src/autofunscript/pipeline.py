@@ -6,7 +6,9 @@ position per window along the subject's stroke axis -> blended dense signal -> p
 
 from __future__ import annotations
 
+import copy
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,11 +17,12 @@ import numpy as np
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
-from autofunscript.motion.flow import FlowTracker
+from autofunscript.motion.flow import FlowTracker, MotionSample
 from autofunscript.motion.segments import Window, Windower
 from autofunscript.motion.signal import analyse_window
 from autofunscript.script.funscript import Funscript
-from autofunscript.script.postprocess import PostReport, PostSettings, finish, robust_normalise, smooth, to_actions
+from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, robust_normalise,
+                                             smooth, to_actions)
 from autofunscript.video.stream import open_video
 
 # Below this mean squared ROI velocity (analysis px/frame) a window is camera noise, not a subject.
@@ -233,3 +236,142 @@ def _settings_note(options: GenerateOptions) -> str:
 
 def _format_notes(notes: dict) -> str:
     return "; ".join(f"{k}: {v}" for k, v in notes.items())
+
+
+# ----------------------------------------------------------------------------------------------
+# Incremental prediction, for the viewer: the same windows, blending and post-processing as generate,
+# fed one frame at a time while playback jumps around.
+
+
+@dataclass
+class _LiveRegion:
+    """One region's prediction: finished spans, and the span being fed (None between spans)."""
+
+    poi: Poi | None
+    mask: np.ndarray | None = None
+    windower: Windower | None = None
+    assembler: _Assembler | None = None
+    done: list[DenseSignal] = field(default_factory=list)
+
+
+class LiveTracker:
+    """Generate, fed analysis frames one by one, for several regions of the frame at once.
+
+    Flow is computed once per frame and shared; each region (a Poi box, or None for the whole frame) has
+    its own windows. Frames form spans: a seek or a stop (`break_spans`) or a new box for a region ends
+    them. Each span is analysed exactly like a generate run over the same frames, and `script` joins a
+    region's spans, a later span replacing an earlier one where they overlap in time.
+    """
+
+    def __init__(self, options: GenerateOptions, source_size: tuple[int, int], preview_s: float = 10.0) -> None:
+        if options.method != "flow":
+            raise AutofunscriptError(f"method {options.method!r} is not available for live prediction yet "
+                                     "(available: flow)")
+        self.options = options
+        self.source_size = source_size  # (width, height) of the frames Poi coordinates refer to
+        self.preview_s = preview_s
+        self._flow = FlowTracker()
+        self._regions: dict[str, _LiveRegion] = {}
+        self._recent: deque[MotionSample] = deque()
+        self._frame_shape: tuple[int, int] | None = None
+
+    def set_region(self, name: str, poi: Poi | None) -> None:
+        """Predict region `name` over `poi` (None: whole frame) from the next frame on."""
+        region = self._regions.get(name)
+        if region is None:
+            self._regions[name] = _LiveRegion(poi)
+        elif region.poi != poi:
+            self._end_span(region)
+            region.poi, region.mask = poi, None
+
+    def push(self, gray: np.ndarray, time_s: float) -> None:
+        """The next frame of playback (grey, analysis size) at video time `time_s`."""
+        self._frame_shape = gray.shape[:2]
+        sample = self._flow.update(gray, time_s)
+        self._recent.append(sample)
+        while sample.time_s - self._recent[0].time_s > self.preview_s:
+            self._recent.popleft()
+        for region in self._regions.values():
+            if region.windower is None:
+                region.windower, region.assembler = Windower(), _Assembler(())
+            for window in region.windower.push(sample):
+                region.assembler.add(window, *_window_positions(window, self.options, self._mask(region)))
+
+    def break_spans(self) -> None:
+        """Playback jumped or prediction stopped: end every span; the next frame starts new ones."""
+        self._flow.reset()
+        self._recent.clear()
+        for region in self._regions.values():
+            self._end_span(region)
+
+    def preview(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Provisional positions (times_s, 0-100, NaN where still) over the last `preview_s` seconds, for display.
+
+        One short window, so cheap and immediate; exported scripts use the full windows instead."""
+        region = self._regions.get(name)
+        if region is None or len(self._recent) < 3:
+            return np.zeros(0), np.zeros(0)
+        times = np.array([s.time_s for s in self._recent])
+        window = Window(times, np.stack([s.grid for s in self._recent]), 0, True)
+        return times, _window_positions(window, self.options, self._mask(region))[0]
+
+    def script(self, name: str) -> Funscript | None:
+        """Everything predicted so far for region `name` as one post-processed script; None if nothing moved."""
+        region = self._regions.get(name)
+        if region is None:
+            return None
+        parts = []
+        for dense in self._spans(region):
+            if np.isnan(dense.position).all():
+                continue
+            at, pos, _ = dense_to_script(dense, self.options.post)
+            parts.append((at, pos))
+        if not parts:
+            return None
+        at, pos = merge_spans(parts)
+        pos, _ = limit_speed(at, pos, self.options.post.max_speed)
+        return Funscript(at=at, pos=pos)
+
+    def _mask(self, region: _LiveRegion) -> np.ndarray | None:
+        if region.poi is None or self._frame_shape is None:
+            return None
+        if region.mask is None:
+            height, width = self._frame_shape
+            region.mask = _poi_mask_for(region.poi, width, height, *self.source_size, self._flow.cell)
+        return region.mask
+
+    def _finish(self, region: _LiveRegion, windower: Windower, assembler: _Assembler) -> DenseSignal:
+        for window in windower.flush():
+            assembler.add(window, *_window_positions(window, self.options, self._mask(region)))
+        return assembler.result()
+
+    def _end_span(self, region: _LiveRegion) -> None:
+        if region.windower is None or region.assembler is None:
+            return
+        dense = self._finish(region, region.windower, region.assembler)
+        if dense.times_s.size >= 2:
+            region.done.append(dense)
+        region.windower = region.assembler = None
+
+    def _spans(self, region: _LiveRegion) -> list[DenseSignal]:
+        spans = list(region.done)
+        if region.windower is not None and region.assembler is not None:
+            # finish copies: the span goes on being fed after an export
+            dense = self._finish(region, copy.deepcopy(region.windower), copy.deepcopy(region.assembler))
+            if dense.times_s.size >= 2:
+                spans.append(dense)
+        return spans
+
+
+def merge_spans(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Join (at, pos) action lists in the order they were made; each replaces earlier actions within its time range."""
+    at = np.zeros(0, np.int64)
+    pos = np.zeros(0, np.int64)
+    for span_at, span_pos in parts:
+        if not span_at.size:
+            continue
+        outside = (at < span_at[0]) | (at > span_at[-1])
+        at = np.concatenate([at[outside], span_at])
+        pos = np.concatenate([pos[outside], span_pos])
+    order = np.argsort(at, kind="stable")
+    return at[order], pos[order]
