@@ -242,8 +242,6 @@ def heatmap(script_path: Path, out: Path, width: int, height: int, force: bool) 
     from autofunscript.script.funscript import read_funscript
     from autofunscript.script.heatmap import write_heatmap
 
-    if out.exists() and not force:
-        raise AutofunscriptError(f"{out}: already exists (use --force to overwrite)")
     write_heatmap(read_funscript(script_path), out, width, height, force=force)
     click.echo(f"{out}: {width}x{height} heatmap of {script_path}")
 
@@ -277,8 +275,9 @@ def evaluate_command(pred_path: Path, ref_path: Path, as_json: bool, min_swing: 
         return "n/a" if value is None else format(value, fmt)
 
     tiers = result.tiers.to_dict()
+    lag = "prediction late" if result.shift_ms > 0 else "prediction early" if result.shift_ms < 0 else "in sync"
     rows = [
-        ("shift", f"{result.shift_ms:+d} ms ({'prediction late' if result.shift_ms > 0 else 'prediction early' if result.shift_ms < 0 else 'in sync'})"),
+        ("shift", f"{result.shift_ms:+d} ms ({lag})"),
         ("polarity", "inverted (scored flipped)" if result.inverted else "normal"),
         ("pearson r", f"{number(result.pearson, '.3f')} (signed {number(result.pearson_signed, '+.3f')})"),
         ("mae / rmse", f"{number(result.mae, '.1f')} / {number(result.rmse, '.1f')} pos"),
@@ -297,6 +296,33 @@ def evaluate_command(pred_path: Path, ref_path: Path, as_json: bool, min_swing: 
     for name, value in rows:
         table.add_row(name, value)
     Console(soft_wrap=True).print(table)
+
+
+@cli.command()
+@click.option("--script", "script_path", required=True, type=click.Path(path_type=Path),
+              help="Reference funscript the subject follows.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="MP4 to write; the truth .funscript and .synth.json go beside it.")
+@click.option("--preset", default="easy", show_default=True, metavar="NAME", help="easy, medium, hard, cuts or vr.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Scene, motion and noise seed.")
+@click.option("--size", metavar="WxH", help="Frame size (default 640x360; 1280x640 for vr).")
+@click.option("--fps", default=30.0, show_default=True, type=float, help="Nominal frame rate.")
+@click.option("--vfr", is_flag=True, help="Variable frame rate: jittered frame intervals, real pts in the file.")
+@click.option("--start", "start_s", default=0.0, show_default=True, type=float, help="Script time of the first frame (s).")
+@click.option("--duration", "duration_s", type=float, help="Seconds to render (default: to the script's end).")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def synth(script_path: Path, out: Path, preset: str, seed: int, size: str | None, fps: float, vfr: bool,
+          start_s: float, duration_s: float | None, force: bool) -> None:
+    """Render a synthetic clip whose subject moves exactly as the reference script says, with its truth script."""
+    from autofunscript.synth.render import parse_size, render_clip
+
+    result = render_clip(script_path, out, preset=preset, seed=seed, size=parse_size(size) if size else None,
+                         fps=fps, start_s=start_s, duration_s=duration_s, vfr=vfr, force=force)
+    length = result.frame_times_s[-1] + 1 / fps
+    cuts = len(result.cut_times_s)
+    cuts = f", {cuts} cut{'s' if cuts > 1 else ''}" if cuts else ""
+    click.echo(f"{out}: {result.frame_count} frames, {length:.1f} s, {preset} seed {seed}{cuts}; "
+               f"truth {result.truth_path}, per-frame data {result.sidecar}")
 
 
 def main() -> None:
