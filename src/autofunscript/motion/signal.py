@@ -93,14 +93,17 @@ def analyse_window(grids: np.ndarray, fps: float, drift_cutoff_hz: float = 0.02,
 
     matrix = cells[:, active, :].reshape(t, -1)
     matrix = matrix - matrix.mean(axis=0)
-    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    # leading right singular vectors from the small (cells x cells) Gram matrix: far cheaper than an
+    # SVD of the long (frames x cells) matrix, and only the first few components are needed
+    eigvals, eigvecs = np.linalg.eigh(matrix.T @ matrix)
     best, best_score = 0, -1.0
-    for k in range(min(COMPONENTS, s.size)):
-        trace = np.cumsum(u[:, k] * s[k])
-        score = s[k] ** 2 * (0.25 + periodicity(_highpass(trace, fps, drift_cutoff_hz), fps))
+    for k in range(min(COMPONENTS, eigvals.size)):
+        column = eigvals.size - 1 - k
+        trace = np.cumsum(matrix @ eigvecs[:, column])  # component's temporal signal, scaled by its energy
+        score = max(eigvals[column], 0.0) * (0.25 + periodicity(_highpass(trace, fps, drift_cutoff_hz), fps))
         if score > best_score:
-            best, best_score = k, score
-    loadings = vt[best].reshape(-1, 2)  # per active cell, the direction it moves in this component
+            best, best_score = column, score
+    loadings = eigvecs[:, best].reshape(-1, 2)  # per active cell, the direction it moves in this component
     strength = (loadings**2).sum(axis=1)
 
     if axis is None:

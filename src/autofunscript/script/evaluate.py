@@ -16,6 +16,7 @@ from autofunscript.script.stats import DEFAULT_MIN_SWING, median_amplitude, scri
 
 GRID_MS = 20
 MAX_SHIFT_MS = 1000
+SHIFT_PENALTY_PER_S = 0.02
 MATCH_MS = 100
 INVERTED_MIN_R = 0.3  # below this the sign of r says nothing about polarity
 DEFAULT_FPS = 30.0
@@ -156,7 +157,9 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
 def _best_shift(grid: np.ndarray, ref_on_grid: np.ndarray, pred: Funscript) -> tuple[int, float | None]:
     """Shift s (ms, multiple of GRID_MS) maximising |r| between ref(t) and pred(t + s) where both exist.
 
-    Ties go to the smallest |s|. Returns (0, None) when no shift gives two overlapping grid points.
+    Each second of shift costs SHIFT_PENALTY_PER_S of |r|: on periodic motion a shift of half a period
+    with flipped polarity fits almost as well as the true alignment, and the smaller shift is the
+    honest reading. Returns (0, None) when no shift gives two overlapping grid points.
     """
     steps = MAX_SHIFT_MS // GRID_MS
     if not grid.size or not len(pred):
@@ -165,13 +168,16 @@ def _best_shift(grid: np.ndarray, ref_on_grid: np.ndarray, pred: Funscript) -> t
     wide = grid[0] + GRID_MS * np.arange(-steps, grid.size + steps)
     pred_wide = pred.sample(wide)
     pred_valid = _inside_span(wide, pred)
-    best_shift, best_r = 0, None
+    best_shift, best_r, best_score = 0, None, 0.0
     for step in sorted(range(-steps, steps + 1), key=abs):
         window = slice(step + steps, step + steps + grid.size)
         valid = pred_valid[window]
         r = _pearson(ref_on_grid[valid], pred_wide[window][valid])
-        if r is not None and (best_r is None or abs(r) > abs(best_r)):
-            best_shift, best_r = step * GRID_MS, r
+        if r is None:
+            continue
+        score = abs(r) - SHIFT_PENALTY_PER_S * abs(step * GRID_MS) / 1000.0
+        if best_r is None or score > best_score:
+            best_shift, best_r, best_score = step * GRID_MS, r, score
     return best_shift, best_r
 
 
