@@ -1,0 +1,80 @@
+"""Decode speed: autofunscript.video frames() against `ffmpeg -f null` on the same file, same run.
+
+    .venv/bin/python bench/decode.py [CLIP_1080P] [--rounds N] [--no-sbs]
+
+Without a clip it encodes (once, cached in bench/cache/) a 20 s 1080p30 H.264 clip of ffmpeg's moving
+test pattern with libx264's default preset, and a 10 s 3840x1920 side-by-side VR clip for the eye crop.
+Each case runs ffmpeg and ours alternately for several rounds and keeps each one's best time, so that
+other load on the machine disturbs the ratio as little as possible. Prints fps and ours/ffmpeg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from pathlib import Path
+
+from autofunscript.video import open_video
+
+CACHE = Path(__file__).resolve().parent / "cache"
+CLIP_1080 = CACHE / "testsrc2_1080p30_20s.mp4"
+CLIP_SBS = CACHE / "testsrc2_sbs_3840x1920_10s.mp4"
+
+
+def make_clip(path: Path, source: list[str], seconds: int) -> Path:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part.mp4")
+        print(f"encoding {path.name} (once) ...", flush=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *source, "-t", str(seconds), "-c:v", "libx264",
+                        "-pix_fmt", "yuv420p", str(partial)], check=True)
+        partial.rename(path)
+    return path
+
+
+def ffmpeg_seconds(path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], check=True)
+    return time.perf_counter() - start
+
+
+def ours_seconds(path: Path, **frames_args) -> tuple[float, int]:
+    with open_video(path) as video:
+        start = time.perf_counter()
+        count = sum(1 for _ in video.frames(**frames_args))
+        return time.perf_counter() - start, count
+
+
+def compare(label: str, path: Path, rounds: int, **frames_args) -> None:
+    best_ffmpeg = best_ours = float("inf")
+    count = 0
+    for _ in range(rounds):
+        best_ffmpeg = min(best_ffmpeg, ffmpeg_seconds(path))
+        seconds, count = ours_seconds(path, **frames_args)
+        best_ours = min(best_ours, seconds)
+    ffmpeg_fps, ours_fps = count / best_ffmpeg, count / best_ours
+    print(f"{label:<34} ffmpeg {ffmpeg_fps:6.1f} fps   ours {ours_fps:6.1f} fps   "
+          f"ours/ffmpeg {ours_fps / ffmpeg_fps:.2f}   ({count} frames, best of {rounds})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("clip", nargs="?", type=Path, help="a 1080p H.264 clip (default: make one)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-sbs", action="store_true", help="skip the 3840x1920 side-by-side case")
+    args = parser.parse_args()
+
+    clip = args.clip or make_clip(CLIP_1080, ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"], 20)
+    compare("grey, width 640", clip, args.rounds, width=640)
+    compare("BGR, width 640", clip, args.rounds, width=640, color=True)
+    compare("grey, full size", clip, args.rounds)
+    if not args.no_sbs:
+        # two different halves (the right one mirrored), as in a real side-by-side VR video
+        sbs = make_clip(CLIP_SBS, ["-f", "lavfi", "-i", "testsrc2=size=1920x1920:rate=30",
+                                   "-vf", "split[l][r];[r]hflip[m];[l][m]hstack"], 10)
+        compare("SBS 3840x1920, left eye, width 640", sbs, args.rounds, width=640, eye="sbs")
+
+
+if __name__ == "__main__":
+    main()
