@@ -224,6 +224,9 @@ def _sidecar(plan: ClipPlan, video: Path, truth_path: Path, label: str, start_s:
 def _temp_beside(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result should be an ordinary file
     return Path(tmp)
 
 

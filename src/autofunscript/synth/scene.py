@@ -216,13 +216,11 @@ def world_margin(preset: Preset, eye_size: tuple[int, int], background_disparity
 def make_scene(seed: int, index: int, tone: np.ndarray, eye_size: tuple[int, int], margin: int) -> Scene:
     rng = stream(seed, "scene", index)
     w, h = eye_size
-    background = cv2.cvtColor(paint_background(rng, h + 2 * margin, w + 2 * margin, tone), cv2.COLOR_RGB2RGBA)
     stroke_len = rng.uniform(0.25, 0.45) * h
     tilt = rng.uniform(-30, 30)
     body_len = rng.uniform(0.28, 0.4) * h
     body_width = body_len * rng.uniform(0.32, 0.45)
     persp = rng.uniform(0.08, 0.2) * rng.choice([-1.0, 1.0])  # one end of the stroke is nearer the camera
-    subject = body_sprite(rng, body_len, body_width, tone, light_direction(rng))
 
     t = math.radians(tilt)
     up = np.array([math.sin(t), -math.cos(t)])
@@ -233,7 +231,10 @@ def make_scene(seed: int, index: int, tone: np.ndarray, eye_size: tuple[int, int
     anchor = np.where(lo < hi, rng.uniform(np.minimum(lo, hi), np.maximum(lo, hi)), (w / 2, h / 2)) + margin
     stroke = Stroke(bottom=anchor - up * stroke_len / 2, top=anchor + up * stroke_len / 2,
                     angle_deg=tilt + rng.uniform(-8, 8), scale_bottom=1 - persp / 2, scale_top=1 + persp / 2)
-    return Scene(background, subject, stroke)
+    subject = body_sprite(rng, body_len, body_width, tone, light_direction(rng))
+    swept = (*(anchor - half), *(anchor + half))  # resting body parts stay out of the subject's way
+    background = paint_background(rng, h + 2 * margin, w + 2 * margin, tone, keep_clear=swept)
+    return Scene(cv2.cvtColor(background, cv2.COLOR_RGB2RGBA), subject, stroke)
 
 
 def cut_schedule(times_s: np.ndarray, interval_s: tuple[float, float] | None, seed: int,

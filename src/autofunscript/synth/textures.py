@@ -7,6 +7,7 @@ never leave dark fringes; backgrounds are uint8 RGB.
 from __future__ import annotations
 
 import colorsys
+import math
 
 import cv2
 import numpy as np
@@ -49,12 +50,17 @@ def body_sprite(rng: np.random.Generator, length: float, width: float, tone: np.
     it moves rigidly with the sprite and gives trackers something to lock onto along the axis.
     """
     pad = 3
-    h, w = int(np.ceil(length)) + 2 * pad, int(np.ceil(width * 1.15)) + 2 * pad
+    h, w = int(np.ceil(length)) + 2 * pad, int(np.ceil(width * 1.45)) + 2 * pad
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     u = (y - (h - 1) / 2) / (length / 2)  # -1 at the top end, +1 at the bottom end
+    # an organic silhouette: tapered, a bulge (hip, calf) and a narrowing (waist, knee), slightly bent
     taper = rng.uniform(-0.15, 0.15)
-    half_w = (width / 2) * (1 + taper * u) * (1 - 0.12 * u**2)
-    nx = (x - (w - 1) / 2) / half_w
+    bulge_at, waist_at = rng.uniform(-0.6, 0.6, 2)
+    profile = (1 + rng.uniform(0.05, 0.2) * np.exp(-(((u - bulge_at) / 0.35) ** 2))
+               - rng.uniform(0.0, 0.12) * np.exp(-(((u - waist_at) / 0.3) ** 2)))
+    half_w = (width / 2) * (1 + taper * u) * (1 - 0.12 * u**2) * profile
+    bend = rng.uniform(-0.12, 0.12) * width * (1 - u**2)
+    nx = (x - (w - 1) / 2 - bend) / half_w
     r = nx**2 + np.abs(u) ** 4
     # signed distance to the outline, roughly in pixels, for a one-pixel anti-aliased edge
     alpha = np.clip((1 - r) * np.minimum(half_w, length / 2) / 2 + 0.5, 0, 1)
@@ -92,7 +98,10 @@ def body_sprite(rng: np.random.Generator, length: float, width: float, tone: np.
     rgba = np.empty((h, w, 4), np.float32)
     rgba[..., :3] = np.clip(colour, 0, 255) * alpha[..., None]
     rgba[..., 3] = alpha
-    return rgba
+    # centre the silhouette's centroid on the sprite's pivot, so "the subject's centre" is unambiguous
+    cx, cy = (float((alpha * g).sum() / alpha.sum()) for g in (x, y))
+    shift = np.float32([[1, 0, w / 2 - cx], [0, 1, h / 2 - cy]])
+    return cv2.warpAffine(rgba, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def light_direction(rng: np.random.Generator) -> np.ndarray:
@@ -119,8 +128,10 @@ def occluder_sprite(rng: np.random.Generator, length: float, thickness: float) -
     return cv2.GaussianBlur(rgba, (0, 0), sigma).astype(np.float32)
 
 
-def paint_background(rng: np.random.Generator, h: int, w: int, tone: np.ndarray) -> np.ndarray:
-    """A cluttered room: textured wall and patterned bedding, furniture-like shapes, edges, a resting body."""
+def paint_background(rng: np.random.Generator, h: int, w: int, tone: np.ndarray,
+                     keep_clear: tuple[float, float, float, float] = (0, 0, 0, 0)) -> np.ndarray:
+    """A cluttered room: textured wall and patterned bedding, furniture-like shapes, edges, a resting body
+    in the subject's skin tone (placed outside the `keep_clear` box x0, y0, x1, y1)."""
     wall_top, wall_bottom = (np.array(muted_colour(rng, (0.35, 0.8))) for _ in range(2))
     grad = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     img = (wall_top * (1 - grad) + wall_bottom * grad) * np.ones((1, w, 1), np.float32)
@@ -138,21 +149,33 @@ def paint_background(rng: np.random.Generator, h: int, w: int, tone: np.ndarray)
     img[horizon:] = (fabric_a * mix + fabric_b * (1 - mix)) * (1 + 0.25 * wrinkles)[..., None]
 
     scale = min(h, w)
-    for _ in range(int(rng.integers(18, 34))):  # furniture, frames, objects
+    surface = fractal_noise(rng, h, w, 12, 3)[..., 0]
+    for _ in range(int(rng.integers(18, 34))):  # furniture, frames, objects: each shaded and textured
         colour = muted_colour(rng)
         cx, cy = int(rng.uniform(0, w)), int(rng.uniform(0, h))
         size = int(rng.uniform(0.03, 0.22) * scale)
+        mask = np.zeros((h, w), np.float32)
         kind = rng.integers(0, 4)
         if kind == 0:
-            cv2.rectangle(img, (cx - size, cy - size // 2), (cx + size, cy + size // 2), colour, -1, cv2.LINE_AA)
+            cv2.rectangle(mask, (cx - size, cy - size // 2), (cx + size, cy + size // 2), 1.0, -1, cv2.LINE_AA)
         elif kind == 1:
-            cv2.circle(img, (cx, cy), size // 2, colour, -1, cv2.LINE_AA)
+            cv2.circle(mask, (cx, cy), size // 2, 1.0, -1, cv2.LINE_AA)
         elif kind == 2:
             axes = (size, max(2, int(size * rng.uniform(0.2, 0.7))))
-            cv2.ellipse(img, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
+            cv2.ellipse(mask, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
         else:
             poly = (np.array([cx, cy]) + rng.normal(0, size, (5, 2))).astype(np.int32)
-            cv2.fillPoly(img, [poly], colour, cv2.LINE_AA)
+            cv2.fillPoly(mask, [poly], 1.0, cv2.LINE_AA)
+        bx, by, bw, bh = cv2.boundingRect((mask > 0).astype(np.uint8))
+        if bw == 0 or bh == 0:
+            continue
+        box = (slice(by, by + bh), slice(bx, bx + bw))
+        gy, gx = np.mgrid[box].astype(np.float32)
+        heading = rng.uniform(0, 2 * np.pi)
+        gradient = ((gx - cx) * np.cos(heading) + (gy - cy) * np.sin(heading)) / max(size, 1)
+        shade = 1 + rng.uniform(0.1, 0.35) * surface[box] + 0.15 * gradient
+        a = mask[box][..., None]
+        img[box] = img[box] * (1 - a) + (np.array(colour, np.float32) * shade[..., None]) * a
         if rng.random() < 0.4:
             dark = tuple(c * 0.4 for c in colour)
             cv2.circle(img, (cx, cy), max(2, size // 3), dark, int(rng.integers(1, 4)), cv2.LINE_AA)
@@ -162,9 +185,17 @@ def paint_background(rng: np.random.Generator, h: int, w: int, tone: np.ndarray)
         cv2.line(img, p0, p1, muted_colour(rng, (0.05, 0.95)), int(rng.integers(1, 5)), cv2.LINE_AA)
 
     for _ in range(int(rng.integers(1, 3))):  # a resting body part in the same skin tone as the subject
-        body = body_sprite(rng, rng.uniform(0.3, 0.6) * h, rng.uniform(0.1, 0.2) * h, tone, light_direction(rng))
+        length = rng.uniform(0.3, 0.6) * h
+        body = body_sprite(rng, length, rng.uniform(0.1, 0.2) * h, tone, light_direction(rng))
         angle = float(rng.uniform(0, 180))
-        centre = (rng.uniform(0.1, 0.9) * w, rng.uniform(0.3, 1.0) * h)
+        for _attempt in range(20):
+            centre = (rng.uniform(0.1, 0.9) * w, rng.uniform(0.3, 1.0) * h)
+            gap_x = max(keep_clear[0] - centre[0], centre[0] - keep_clear[2], 0)
+            gap_y = max(keep_clear[1] - centre[1], centre[1] - keep_clear[3], 0)
+            if math.hypot(gap_x, gap_y) > length / 2:
+                break
+        else:
+            continue
         m = cv2.getRotationMatrix2D((body.shape[1] / 2, body.shape[0] / 2), angle, 1.0)
         m[:, 2] += np.array(centre) - np.array([body.shape[1] / 2, body.shape[0] / 2])
         warped = cv2.warpAffine(body, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
