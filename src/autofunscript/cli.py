@@ -319,8 +319,8 @@ def synth(script_path: Path, out: Path, preset: str, seed: int, size: str | None
     result = render_clip(script_path, out, preset=preset, seed=seed, size=parse_size(size) if size else None,
                          fps=fps, start_s=start_s, duration_s=duration_s, vfr=vfr, force=force)
     length = result.frame_times_s[-1] + 1 / fps
-    cuts = len(result.cut_times_s)
-    cuts = f", {cuts} cut{'s' if cuts > 1 else ''}" if cuts else ""
+    n_cuts = len(result.cut_times_s)
+    cuts = f", {n_cuts} cut{'s' if n_cuts > 1 else ''}" if n_cuts else ""
     click.echo(f"{out}: {result.frame_count} frames, {length:.1f} s, {preset} seed {seed}{cuts}; "
                f"truth {result.truth_path}, per-frame data {result.sidecar}")
 
