@@ -92,24 +92,28 @@ def _check_writable(paths) -> None:
             raise AutofunscriptError(f"{target}: folder {target.parent} does not exist")
 
 
-@cli.command()
-@click.argument("video", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), help="Output path (default: VIDEO's stem + .funscript).")
-@click.option("--method", type=click.Choice(["flow"]), default="flow", show_default=True)
-@click.option("--poi", metavar="X,Y", help="Point of interest in pixels, or 0-1 fractions of the frame.")
-@click.option("--poi-size", type=float, metavar="N", help="POI box size in pixels (default: frame height / 4).")
-@click.option("--start", "start_s", default=0.0, metavar="T", help="Start time in seconds.")
-@click.option("--end", "end_s", type=float, metavar="T", help="End time in seconds.")
-@click.option("--vr", type=click.Choice(["sbs", "ou"]), help="VR layout: analyse one eye.")
-@click.option("--axes", default="", metavar="LIST", help="Extra axes to write as sibling files: sway,roll,surge.")
-@_post_options
-def generate(video: Path, out: Path | None, method: str, poi: str | None, poi_size: float | None, start_s: float,
-             end_s: float | None, vr: str | None, axes: str, force: bool, **post) -> int:
-    """Track the motion in VIDEO and write VIDEO.funscript beside it."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+def _generate_options(func):
+    """Options shared by generate and batch: what to analyse, then the post-processing knobs."""
+    options = [
+        click.option("--method", type=click.Choice(["flow", "model"]), default="flow", show_default=True,
+                     help="flow: the classical generator; model: the trained model (shipped weights)."),
+        click.option("--poi", metavar="X,Y", help="Point of interest in pixels, or 0-1 fractions of the frame."),
+        click.option("--poi-size", type=float, metavar="N", help="POI box size in pixels (default: frame height / 4)."),
+        click.option("--start", "start_s", default=0.0, metavar="T", help="Start time in seconds."),
+        click.option("--end", "end_s", type=float, metavar="T", help="End time in seconds."),
+        click.option("--vr", type=click.Choice(["sbs", "ou"]), help="VR layout: analyse one eye."),
+        click.option("--axes", default="", metavar="LIST", help="Extra axes to write as sibling files: sway,roll,surge."),
+    ]
+    func = _post_options(func)
+    for option in reversed(options):
+        func = option(func)
+    return func
 
-    from autofunscript.pipeline import EXTRA_AXES, GenerateOptions, Poi, generate as run_generate
-    from autofunscript.script.funscript import axis_path, write_funscript
+
+def _generate_settings(method: str, poi: str | None, poi_size: float | None, start_s: float, end_s: float | None,
+                       vr: str | None, axes: str, **post):
+    """The GenerateOptions that the _generate_options values ask for."""
+    from autofunscript.pipeline import EXTRA_AXES, GenerateOptions, Poi
 
     settings = _post_settings(**post, default_smooth=0.0)
     axis_names = tuple(a.strip() for a in axes.split(",") if a.strip())
@@ -120,15 +124,29 @@ def generate(video: Path, out: Path | None, method: str, poi: str | None, poi_si
     if poi:
         x, y = parse_pair(poi, "--poi")
         poi_value = Poi(x, y, poi_size, relative=0 <= x <= 1 and 0 <= y <= 1)
+    return GenerateOptions(method=method, start_s=start_s, end_s=end_s, vr=vr, poi=poi_value, axes=axis_names,
+                           post=settings)
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Output path (default: VIDEO's stem + .funscript).")
+@_generate_options
+def generate(video: Path, out: Path | None, force: bool, **settings) -> int:
+    """Track the motion in VIDEO and write VIDEO.funscript beside it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from autofunscript.pipeline import generate as run_generate
+    from autofunscript.script.funscript import axis_path, write_funscript
+
+    options = _generate_settings(**settings)
     if not video.is_file():
         raise AutofunscriptError(f"{video}: no such file")
     out = out or video.with_suffix(".funscript")
     if not force:
-        _check_writable([out, *(axis_path(out, a) for a in axis_names)])
+        _check_writable([out, *(axis_path(out, a) for a in options.axes)])
     elif not out.parent.is_dir():
         raise AutofunscriptError(f"{out}: folder {out.parent} does not exist")
-    options = GenerateOptions(method=method, start_s=start_s, end_s=end_s, vr=vr, poi=poi_value, axes=axis_names,
-                              post=settings)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TextColumn("{task.fields[fps]:>6.0f} fps"), TimeRemainingColumn(), transient=True) as bar:
         task = bar.add_task(video.name, total=1.0, fps=0.0)
@@ -323,6 +341,54 @@ def synth(script_path: Path, out: Path, preset: str, seed: int, size: str | None
     cuts = f", {n_cuts} cut{'s' if n_cuts > 1 else ''}" if n_cuts else ""
     click.echo(f"{out}: {result.frame_count} frames, {length:.1f} s, {preset} seed {seed}{cuts}; "
                f"truth {result.truth_path}, per-frame data {result.sidecar}")
+
+
+@cli.command()
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-r", "--recursive", is_flag=True, help="Look for videos in subfolders too.")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="Videos at a time (default: CPU cores; with a cluster engine: the local cluster's size).")
+@click.option("--engine", type=click.Choice(["local", "dask", "ray"]), default="local", show_default=True,
+              help="local: worker processes here; dask/ray: a cluster at --address, or a local one.")
+@click.option("--address", metavar="ADDR", help="Scheduler address of a running Dask or Ray cluster.")
+@click.option("--skip-existing", is_flag=True,
+              help="Skip videos that already have a script (the default; --force regenerates them).")
+@click.option("--report", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write a report of every video to FILE.json or FILE.html (replaced on each run).")
+@_generate_options
+def batch(paths: tuple[Path, ...], recursive: bool, workers: int | None, engine: str, address: str | None,
+          skip_existing: bool, report: Path | None, force: bool, **settings) -> int:
+    """Write a script beside every video in PATH... (videos or folders), with generate's settings.
+
+    Videos that already have a script are skipped, so after a crash or Ctrl+C the same command resumes.
+    Exit code 0: every video has a script; 1: some failed; 130: interrupted.
+    """
+    from autofunscript.batch import run_cli
+
+    if skip_existing and force:
+        raise click.BadParameter("--skip-existing and --force contradict each other")
+    options = _generate_settings(**settings)
+    return run_cli(paths, options, recursive=recursive, engine=engine, workers=workers, address=address,
+                   force=force, report=report)
+
+
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["flow", "model"]), default="flow", show_default=True)
+@click.option("--start", "start_s", default=0.0, metavar="T", help="Start time in seconds.")
+@click.option("--end", "end_s", type=float, metavar="T", help="End time in seconds.")
+@click.option("--predict", is_flag=True, help="Predict from the start (as if p was pressed).")
+@click.option("--hold", is_flag=True, help="Start on hold at the first frame.")
+@click.option("--replay-poi", type=click.Path(path_type=Path), metavar="FILE",
+              help="Replay the POI log (.poi.csv) of an earlier session instead of clicking.")
+def view(video: Path, method: str, start_s: float, end_s: float | None, predict: bool, hold: bool,
+         replay_poi: Path | None) -> int:
+    """Play VIDEO in a window and predict as it goes; exports to ./predictions/. Press ? for the keys."""
+    from autofunscript.viewer import ViewOptions, view as run_view
+
+    run_view(video, ViewOptions(method=method, start_s=start_s, end_s=end_s, predict=predict, hold=hold,
+                                replay_poi=replay_poi), echo=click.echo)
+    return 0
 
 
 def main() -> None:

@@ -1,0 +1,797 @@
+"""Batch shell: find videos, generate a script beside each one on local processes or a Dask/Ray cluster.
+
+Every engine runs the same per-video function, `process_video`, which never raises: a video that cannot be
+read becomes a "failed" outcome and the rest go on. A script is written only when its video is finished
+(axis siblings first, the main file last, each atomically), so an existing main script means "done" and a
+rerun after a crash or Ctrl+C skips exactly the finished videos.
+
+Workers talk back over a small channel (progress messages one way, a stop flag the other); each engine
+provides its own: a multiprocessing queue and event, a Dask Queue and Event, or a Ray actor.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from autofunscript import __version__
+from autofunscript.errors import AutofunscriptError
+from autofunscript.pipeline import GenerateOptions, generate
+from autofunscript.script.funscript import Funscript, atomic_write_text, axis_path, read_funscript, write_funscript
+from autofunscript.script.stats import FAST_POS_PER_S, script_stats
+
+log = logging.getLogger("autofunscript")
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".wmv", ".flv", ".mpg", ".mpeg"})
+ENGINES = ("local", "dask", "ray")
+REPORT_SUFFIXES = (".json", ".html")
+
+WRITTEN, SKIPPED, FAILED, INTERRUPTED = "written", "skipped", "failed", "interrupted"
+
+PROGRESS_INTERVAL_S = 0.25  # workers report (and look for a stop request) at most this often
+POLL_INTERVAL_S = 0.1
+HEATMAP_SIZE = (600, 90)
+
+
+# --- finding the videos ------------------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _is_video_name(name: str) -> bool:
+    return not _is_hidden(name) and Path(name).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _videos_in(folder: Path, recursive: bool) -> Iterator[Path]:
+    if not recursive:
+        yield from sorted(p for p in folder.iterdir() if p.is_file() and _is_video_name(p.name))
+        return
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))  # sorted in place: os.walk visits in this order
+        yield from (Path(root) / f for f in sorted(files) if _is_video_name(f))
+
+
+def find_videos(paths: Sequence[Path], recursive: bool = False) -> list[Path]:
+    """Videos named directly or found in folders (sorted, hidden files skipped), each once, in argument order."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if path.is_dir():
+            candidates: Iterator[Path] = _videos_in(path, recursive)
+        elif path.is_file():
+            if path.suffix.lower() not in VIDEO_EXTENSIONS:
+                log.warning("%s: not a video file extension (%s), skipped", path, ", ".join(sorted(VIDEO_EXTENSIONS)))
+                continue
+            candidates = iter([path])
+        else:
+            raise AutofunscriptError(f"{path}: no such file or folder")
+        for video in candidates:
+            key = video.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(video)
+    return found
+
+
+def script_path_for(video: Path) -> Path:
+    """Where OpenFunscripter looks for a video's script: same folder, same stem."""
+    return video.with_suffix(".funscript")
+
+
+# --- the per-video function ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    index: int  # position in the batch's video list
+    video: Path
+    script: Path
+    options: GenerateOptions
+    force: bool = False
+    cv_threads: int | None = None  # OpenCV threads in the worker; 1 when videos run side by side
+
+
+@dataclass
+class VideoOutcome:
+    video: Path
+    script: Path
+    status: str  # WRITTEN, SKIPPED, FAILED or INTERRUPTED
+    seconds: float = 0.0  # wall time spent on the video
+    video_seconds: float = 0.0
+    frames: int = 0
+    actions: int = 0
+    strokes: int = 0
+    max_speed: float = 0.0  # pos/s of the fastest segment in the script
+    fast_segments: int = 0  # segments above FAST_POS_PER_S
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (WRITTEN, SKIPPED)
+
+
+class WorkerChannel(Protocol):
+    """The worker's side of an engine's channel."""
+
+    def report(self, index: int, done_s: float, total_s: float) -> None: ...
+
+    def stop_requested(self) -> bool: ...
+
+
+class _StopRequested(Exception):
+    """Raised from the progress callback to abandon a video when the batch is being stopped."""
+
+
+class _Reporter:
+    """Progress callback for `generate`: forwards progress and honours stop requests, both throttled."""
+
+    def __init__(self, channel: WorkerChannel, index: int) -> None:
+        self.channel, self.index = channel, index
+        self.last = float("-inf")
+
+    def __call__(self, done_s: float, total_s: float) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_INTERVAL_S:
+            return
+        self.last = now
+        if self.channel.stop_requested():
+            raise _StopRequested
+        self.channel.report(self.index, done_s, total_s)
+
+
+def _describe_script(outcome: VideoOutcome, script: Funscript) -> None:
+    stats = script_stats(script)
+    outcome.actions, outcome.strokes = stats.actions, stats.strokes
+    outcome.max_speed, outcome.fast_segments = stats.max_speed, stats.fast_segments
+    if stats.fast_segments:
+        outcome.warnings.append(f"{stats.fast_segments} segments faster than {FAST_POS_PER_S:g} pos/s "
+                                f"(fastest {stats.max_speed:.0f})")
+
+
+def _write_complete_set(script: Funscript, path: Path, force: bool) -> None:
+    """Axis siblings first and the main script last: the main file's presence marks a finished video."""
+    for axis, axis_script in script.axes.items():
+        write_funscript(axis_script, axis_path(path, axis), force=True)
+    main = script.copy_with(script.at, script.pos)
+    main.axes = {}
+    write_funscript(main, path, force=force)
+
+
+def process_video(job: VideoJob, channel: WorkerChannel) -> VideoOutcome:
+    """Generate and write one video's script. Never raises for a bad video: the outcome says what happened."""
+    started = time.perf_counter()
+    outcome = VideoOutcome(job.video, job.script, FAILED)
+    if job.script.exists() and not job.force:
+        outcome.status = SKIPPED  # another run finished it since the batch was planned
+        return outcome
+    if channel.stop_requested():
+        outcome.status = INTERRUPTED
+        return outcome
+    if job.cv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(job.cv_threads)
+    try:
+        result = generate(job.video, job.options, _Reporter(channel, job.index))
+        if result.partial:
+            outcome.status = INTERRUPTED  # a partial script would pass for a finished one on the next run
+        else:
+            _write_complete_set(result.script, job.script, job.force)
+            outcome.status = WRITTEN
+            outcome.frames, outcome.video_seconds = result.frames, result.seconds_of_video
+            outcome.warnings += result.report.notes
+            _describe_script(outcome, result.script)
+    except _StopRequested:
+        outcome.status = INTERRUPTED
+    except AutofunscriptError as exc:
+        outcome.error = str(exc)
+    except Exception as exc:  # a decoder or library failure on one file must not stop the batch
+        outcome.error = f"{job.video}: {type(exc).__name__}: {exc}"
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+# --- engines ------------------------------------------------------------------------------------------
+
+
+class Engine(Protocol):
+    """Runs process_video somewhere; the batch loop polls handles and drains progress."""
+
+    workers: int
+
+    def submit(self, job: VideoJob) -> Any: ...
+
+    def done(self, handle: Any) -> bool: ...
+
+    def outcome(self, handle: Any) -> VideoOutcome: ...
+
+    def cancel(self, handle: Any) -> None: ...
+
+    def progress(self) -> list[tuple[int, float, float]]: ...
+
+    def request_stop(self) -> None: ...
+
+
+_local_channel: _LocalChannel | None = None
+
+
+class _LocalChannel:
+    def __init__(self, queue: Any, stop: Any) -> None:
+        self.queue, self.stop = queue, stop
+
+    def report(self, index: int, done_s: float, total_s: float) -> None:
+        self.queue.put((index, done_s, total_s))
+
+    def stop_requested(self) -> bool:
+        return self.stop.is_set()
+
+
+def _init_local_worker(queue: Any, stop: Any) -> None:
+    global _local_channel
+    # Ctrl+C reaches the whole process group: the parent alone decides, and tells workers via the stop event
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _local_channel = _LocalChannel(queue, stop)
+
+
+def _process_video_locally(job: VideoJob) -> VideoOutcome:
+    assert _local_channel is not None, "worker started without _init_local_worker"
+    return process_video(job, _local_channel)
+
+
+class _LocalEngine:
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+
+        # spawn, not fork: the parent runs threads (progress display) that a fork would copy mid-lock
+        context = multiprocessing.get_context("spawn")
+        self.workers = workers
+        self.channel = _LocalChannel(context.Queue(), context.Event())
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_local_worker,
+                                        initargs=(self.channel.queue, self.channel.stop))
+
+    def submit(self, job: VideoJob) -> Future:
+        return self.pool.submit(_process_video_locally, job)
+
+    def done(self, handle: Future) -> bool:
+        return handle.done()
+
+    def outcome(self, handle: Future) -> VideoOutcome:
+        return handle.result()
+
+    def cancel(self, handle: Future) -> None:
+        handle.cancel()
+
+    def progress(self) -> list[tuple[int, float, float]]:
+        import queue
+
+        messages = []
+        try:
+            while True:
+                messages.append(self.channel.queue.get_nowait())
+        except queue.Empty:
+            return messages
+
+    def request_stop(self) -> None:
+        self.channel.stop.set()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.channel.queue.close()
+
+
+class _DaskChannel:
+    """Names of a Dask Queue and Event; bound to the worker's client on first use."""
+
+    def __init__(self, queue_name: str, event_name: str) -> None:
+        self.queue_name, self.event_name = queue_name, event_name
+        self._queue: Any = None
+        self._event: Any = None
+
+    def __getstate__(self) -> dict:
+        return {"queue_name": self.queue_name, "event_name": self.event_name}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["queue_name"], state["event_name"])
+
+    def report(self, index: int, done_s: float, total_s: float) -> None:
+        if self._queue is None:
+            from distributed import Queue
+
+            self._queue = Queue(self.queue_name)
+        self._queue.put([index, float(done_s), float(total_s)])
+
+    def stop_requested(self) -> bool:
+        if self._event is None:
+            from distributed import Event
+
+            self._event = Event(self.event_name)
+        return self._event.is_set()
+
+
+class _DaskEngine:
+    def __init__(self, workers: int, address: str | None) -> None:
+        try:
+            from distributed import Client, Event, LocalCluster, Queue
+        except ImportError:
+            raise AutofunscriptError("--engine dask needs Dask distributed: pip install 'autofunscript[dask]'") from None
+        self.cluster = None
+        if address:
+            try:
+                self.client = Client(address, timeout="10s")
+            except OSError as exc:
+                raise AutofunscriptError(f"{address}: cannot reach the Dask scheduler ({exc})") from None
+        else:
+            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+        self.workers = max(sum(self.client.nthreads().values()), 1)
+        self.channel = _DaskChannel(f"autofunscript-progress-{uuid.uuid4().hex}",
+                                    f"autofunscript-stop-{uuid.uuid4().hex}")
+        self.queue = Queue(self.channel.queue_name, client=self.client)
+        self.stop = Event(self.channel.event_name, client=self.client)
+
+    def submit(self, job: VideoJob) -> Any:
+        return self.client.submit(process_video, job, self.channel, pure=False, key=f"video-{job.index}-{uuid.uuid4().hex}")
+
+    def done(self, handle: Any) -> bool:
+        return handle.done()
+
+    def outcome(self, handle: Any) -> VideoOutcome:
+        return handle.result()
+
+    def cancel(self, handle: Any) -> None:
+        handle.cancel()
+
+    def progress(self) -> list[tuple[int, float, float]]:
+        return [tuple(m) for m in self.queue.get(batch=True)]
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+class _RayChannelState:
+    """Held by a Ray actor: progress messages waiting for the driver, and the stop flag."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, float, float]] = []
+        self.stop = False
+
+    def push(self, index: int, done_s: float, total_s: float) -> None:
+        self.messages.append((index, done_s, total_s))
+
+    def drain(self) -> list[tuple[int, float, float]]:
+        messages, self.messages = self.messages, []
+        return messages
+
+    def set_stop(self) -> None:
+        self.stop = True
+
+    def stopped(self) -> bool:
+        return self.stop
+
+
+class _RayChannel:
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def report(self, index: int, done_s: float, total_s: float) -> None:
+        self.actor.push.remote(index, done_s, total_s)
+
+    def stop_requested(self) -> bool:
+        import ray
+
+        return ray.get(self.actor.stopped.remote())
+
+
+class _RayEngine:
+    def __init__(self, workers: int, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise AutofunscriptError("--engine ray needs Ray: pip install 'autofunscript[ray]'") from None
+        self.ray = ray
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:
+            raise AutofunscriptError(f"{address}: cannot reach the Ray cluster ({exc})") from None
+        self.workers = max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        self.channel = _RayChannel(ray.remote(_RayChannelState).remote())
+        self.task = ray.remote(num_cpus=1)(process_video)
+
+    def submit(self, job: VideoJob) -> Any:
+        return self.task.remote(job, self.channel)
+
+    def done(self, handle: Any) -> bool:
+        ready, _ = self.ray.wait([handle], timeout=0)
+        return bool(ready)
+
+    def outcome(self, handle: Any) -> VideoOutcome:
+        return self.ray.get(handle)
+
+    def cancel(self, handle: Any) -> None:
+        self.ray.cancel(handle)
+
+    def progress(self) -> list[tuple[int, float, float]]:
+        return self.ray.get(self.channel.actor.drain.remote())
+
+    def request_stop(self) -> None:
+        self.ray.get(self.channel.actor.set_stop.remote())
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
+@contextmanager
+def open_engine(name: str, workers: int, address: str | None = None) -> Iterator[Engine]:
+    """An engine with `workers` slots (a cluster at `address` decides its own size)."""
+    if name == "local":
+        if address:
+            raise AutofunscriptError("--address needs a cluster engine (--engine dask or --engine ray)")
+        engine: Any = _LocalEngine(workers)
+    elif name == "dask":
+        engine = _DaskEngine(workers, address)
+    elif name == "ray":
+        engine = _RayEngine(workers, address)
+    else:
+        raise AutofunscriptError(f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# --- the batch loop -----------------------------------------------------------------------------------
+
+
+class BatchListener(Protocol):
+    def started(self, jobs: list[VideoJob], workers: int) -> None: ...
+
+    def progress(self, job: VideoJob, done_s: float, total_s: float) -> None: ...
+
+    def finished(self, outcome: VideoOutcome) -> None: ...
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[VideoOutcome]  # one per video, in the order found
+    elapsed_s: float
+    interrupted: bool
+    engine: str
+    workers: int
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[VideoOutcome]:
+        return [o for o in self.outcomes if o.status == FAILED]
+
+
+def plan_jobs(videos: Sequence[Path], options: GenerateOptions, force: bool) -> tuple[list[VideoJob], dict[int, VideoOutcome]]:
+    """Jobs for the videos still to do, and outcomes decided without running anything (skips, clashes)."""
+    jobs: list[VideoJob] = []
+    decided: dict[int, VideoOutcome] = {}
+    owner: dict[Path, Path] = {}
+    for index, video in enumerate(videos):
+        script = script_path_for(video)
+        first = owner.setdefault(script.resolve(), video)
+        if first is not video:
+            decided[index] = VideoOutcome(video, script, FAILED,
+                                          error=f"{video}: its script {script.name} is also {first.name}'s; rename one")
+        elif script.exists() and not force:
+            decided[index] = VideoOutcome(video, script, SKIPPED)
+        else:
+            jobs.append(VideoJob(index, video, script, options, force))
+    return jobs, decided
+
+
+def _drive(engine: Engine, jobs: list[VideoJob], listener: BatchListener | None) -> tuple[dict[int, VideoOutcome], bool]:
+    """Run the jobs to the end, or on Ctrl+C stop the workers and collect what they finished."""
+    pending = {engine.submit(job): job for job in jobs}
+    by_index = {job.index: job for job in jobs}
+    outcomes: dict[int, VideoOutcome] = {}
+    stopping = False
+
+    def collect() -> None:
+        for index, done_s, total_s in engine.progress():
+            if listener is not None and index in by_index and index not in outcomes:
+                listener.progress(by_index[index], done_s, total_s)
+        for handle in [h for h in pending if engine.done(h)]:
+            job = pending.pop(handle)
+            try:
+                outcome = engine.outcome(handle)
+            except Exception as exc:  # the worker died or the task was cancelled: the video is not done
+                outcome = VideoOutcome(job.video, job.script, INTERRUPTED if stopping else FAILED,
+                                       error=None if stopping else f"{job.video}: worker failed ({type(exc).__name__}: {exc})")
+            outcomes[job.index] = outcome
+            if listener is not None:
+                listener.finished(outcome)
+
+    try:
+        while pending:
+            collect()
+            time.sleep(POLL_INTERVAL_S)
+    except KeyboardInterrupt:
+        stopping = True
+        engine.request_stop()
+        for handle in pending:
+            engine.cancel(handle)
+        while pending:
+            collect()
+            time.sleep(POLL_INTERVAL_S)
+    return outcomes, stopping
+
+
+def run_batch(videos: Sequence[Path], options: GenerateOptions = GenerateOptions(), *, engine: str = "local",
+              workers: int | None = None, address: str | None = None, force: bool = False,
+              listener: BatchListener | None = None) -> BatchResult:
+    """Generate a script beside each video; videos that already have one are skipped unless `force`."""
+    started = time.perf_counter()
+    jobs, outcomes = plan_jobs(videos, options, force)
+    if listener is not None:
+        for index in sorted(outcomes):
+            listener.finished(outcomes[index])
+    slots = 0
+    interrupted = False
+    if jobs:
+        with open_engine(engine, min(workers or default_workers(), len(jobs)), address) as runner:
+            slots = runner.workers
+            # one OpenCV thread per worker, so N workers on N cores do not fight over them
+            jobs = [replace(job, cv_threads=1) for job in jobs] if slots > 1 or engine != "local" else jobs
+            if listener is not None:
+                listener.started(jobs, slots)
+            ran, interrupted = _drive(runner, jobs, listener)
+            outcomes.update(ran)
+    for job in jobs:  # only after Ctrl+C can a job lack an outcome
+        outcomes.setdefault(job.index, VideoOutcome(job.video, job.script, INTERRUPTED))
+    return BatchResult([outcomes[i] for i in range(len(videos))], time.perf_counter() - started, interrupted,
+                       engine, slots)
+
+
+# --- reports ------------------------------------------------------------------------------------------
+
+
+def load_scripts(result: BatchResult) -> list[Funscript | None]:
+    """Each finished video's script (None for the others); fills in the stats of skipped videos."""
+    scripts: list[Funscript | None] = []
+    for outcome in result.outcomes:
+        script = None
+        if outcome.ok:
+            try:
+                script = read_funscript(outcome.script)
+            except AutofunscriptError as exc:
+                outcome.warnings.append(f"script unreadable: {exc}")
+            else:
+                if outcome.status == SKIPPED:
+                    _describe_script(outcome, script)
+        scripts.append(script)
+    return scripts
+
+
+def report_data(result: BatchResult, options: GenerateOptions) -> dict[str, Any]:
+    videos = []
+    for outcome in result.outcomes:
+        item = asdict(outcome)
+        item["video"], item["script"] = str(outcome.video), str(outcome.script)
+        item["seconds"] = round(outcome.seconds, 3)
+        item["video_seconds"] = round(outcome.video_seconds, 3)
+        item["max_speed"] = round(outcome.max_speed, 1)
+        videos.append(item)
+    return {
+        "generator": f"autofunscript {__version__}",
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "engine": result.engine,
+        "workers": result.workers,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "interrupted": result.interrupted,
+        "counts": {status: result.count(status) for status in (WRITTEN, SKIPPED, FAILED, INTERRUPTED)},
+        "settings": _settings_dict(options),
+        "videos": videos,
+    }
+
+
+def _settings_dict(options: GenerateOptions) -> dict[str, Any]:
+    settings = asdict(options)
+    if options.poi is not None:
+        settings["poi"] = asdict(options.poi)
+    return json.loads(json.dumps(settings, default=str))
+
+
+def heatmap_png(script: Funscript, width: int = HEATMAP_SIZE[0], height: int = HEATMAP_SIZE[1]) -> bytes:
+    import cv2
+
+    from autofunscript.script.heatmap import render_heatmap
+
+    ok, encoded = cv2.imencode(".png", render_heatmap(script, width, height))
+    if not ok:
+        raise AutofunscriptError("heatmap PNG encoding failed")
+    return encoded.tobytes()
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, sans-serif; background: #181818; color: #ddd; margin: 2em; }
+table { border-collapse: collapse; } th, td { padding: 6px 10px; border-bottom: 1px solid #333; text-align: left;
+vertical-align: middle; } th { color: #aaa; font-weight: 600; } td.num { text-align: right; }
+.written { color: #6c6; } .skipped { color: #8ac; } .failed { color: #f66; } .interrupted { color: #fb4; }
+.warn { color: #fb4; } .error { color: #f66; } img { display: block; } small { color: #999; }
+"""
+
+
+def report_html(result: BatchResult, options: GenerateOptions, scripts: Sequence[Funscript | None]) -> str:
+    data = report_data(result, options)
+    rows = []
+    for outcome, item, script in zip(result.outcomes, data["videos"], scripts):
+        picture = ""
+        if script is not None and len(script):
+            encoded = base64.b64encode(heatmap_png(script)).decode("ascii")
+            picture = f'<img alt="heatmap of {html.escape(outcome.script.name)}" src="data:image/png;base64,{encoded}">'
+        notes = [f'<div class="warn">{html.escape(w)}</div>' for w in outcome.warnings]
+        if outcome.error:
+            notes.append(f'<div class="error">{html.escape(outcome.error)}</div>')
+        rows.append(
+            f'<tr><td title="{html.escape(item["video"])}">{html.escape(outcome.video.name)}'
+            f'<br><small>{html.escape(str(outcome.video.parent))}</small></td>'
+            f'<td class="{outcome.status}">{outcome.status}</td>'
+            f'<td class="num">{outcome.seconds:.1f}</td><td class="num">{outcome.video_seconds:.1f}</td>'
+            f'<td class="num">{outcome.strokes}</td><td class="num">{outcome.actions}</td>'
+            f'<td class="num">{outcome.max_speed:.0f}</td><td>{"".join(notes)}</td><td>{picture}</td></tr>'
+        )
+    counts = ", ".join(f"{n} {status}" for status, n in data["counts"].items() if n)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>autofunscript batch report</title>"
+        f"<style>{_HTML_STYLE}</style></head><body>\n"
+        f"<h1>autofunscript batch report</h1>\n<p>{html.escape(counts)} in {result.elapsed_s:.1f} s "
+        f"({html.escape(result.engine)} engine, {result.workers} workers){'; interrupted' if result.interrupted else ''}. "
+        f"<small>{html.escape(data['generator'])}, {html.escape(data['finished'])}</small></p>\n"
+        "<table><thead><tr><th>video</th><th>status</th><th>time (s)</th><th>length (s)</th><th>strokes</th>"
+        "<th>actions</th><th>top speed</th><th>warnings</th><th>heatmap</th></tr></thead><tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody></table></body></html>\n"
+    )
+
+
+def check_report_path(path: Path) -> None:
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise AutofunscriptError(f"{path}: the report is JSON or HTML, name the file *.json or *.html")
+    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise AutofunscriptError(f"{path}: folder {path.parent} does not exist")
+
+
+def write_report(result: BatchResult, options: GenerateOptions, path: Path) -> None:
+    """JSON or HTML by the file's suffix; replaced on every run, as it describes the whole batch."""
+    check_report_path(path)
+    scripts = load_scripts(result)
+    if path.suffix.lower() == ".json":
+        text = json.dumps(report_data(result, options), indent=2) + "\n"
+    else:
+        text = report_html(result, options, scripts)
+    atomic_write_text(path, text, force=True)
+
+
+# --- the command-line face ----------------------------------------------------------------------------
+
+
+def outcome_line(outcome: VideoOutcome) -> str:
+    if outcome.status == WRITTEN:
+        line = (f"written  {outcome.script}: {outcome.actions} actions, {outcome.strokes} strokes, "
+                f"{outcome.video_seconds:.0f} s of video in {outcome.seconds:.1f} s")
+        return "; ".join([line, *outcome.warnings])
+    if outcome.status == SKIPPED:
+        return f"skipped  {outcome.video}: {outcome.script.name} exists"
+    if outcome.status == FAILED:
+        return f"failed   {outcome.error}"
+    return f"stopped  {outcome.video}: interrupted, nothing written"
+
+
+class ProgressDisplay:
+    """An overall bar with ETA, one bar per running video, and a line per finished video."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                             transient=True, disable=not console.is_terminal)
+        self.overall: TaskID | None = None
+        self.running: dict[Path, TaskID] = {}
+        self.fractions: dict[Path, float] = {}
+        self.done = 0
+
+    def __enter__(self) -> ProgressDisplay:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def started(self, jobs: list[VideoJob], workers: int) -> None:
+        self.overall = self.bars.add_task(f"{len(jobs)} videos, {workers} at a time", total=len(jobs))
+
+    def progress(self, job: VideoJob, done_s: float, total_s: float) -> None:
+        if job.video not in self.running:
+            self.running[job.video] = self.bars.add_task(f"  {job.video.name}", total=1.0)
+        fraction = min(max(done_s / total_s, 0.0), 1.0) if total_s > 0 else 0.0
+        self.fractions[job.video] = fraction
+        self.bars.update(self.running[job.video], completed=fraction)
+        self._update_overall()
+
+    def finished(self, outcome: VideoOutcome) -> None:
+        if outcome.status == SKIPPED:
+            log.debug(outcome_line(outcome))
+            return
+        task = self.running.pop(outcome.video, None)
+        if task is not None:
+            self.bars.remove_task(task)
+        self.fractions.pop(outcome.video, None)
+        self.done += 1
+        self._update_overall()
+        self.console.print(outcome_line(outcome), markup=False, highlight=False, soft_wrap=True)
+
+    def _update_overall(self) -> None:
+        if self.overall is not None:
+            self.bars.update(self.overall, completed=self.done + sum(self.fractions.values()))
+
+
+def summary_line(result: BatchResult) -> str:
+    counts = [f"{result.count(status)} {status}" for status in (WRITTEN, SKIPPED, FAILED, INTERRUPTED)
+              if result.count(status) or status in (WRITTEN, FAILED)]
+    return f"{len(result.outcomes)} videos: {', '.join(counts)} in {result.elapsed_s:.1f} s"
+
+
+EXIT_SOME_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def run_cli(paths: Sequence[Path], options: GenerateOptions, *, recursive: bool, engine: str, workers: int | None,
+            address: str | None, force: bool, report: Path | None) -> int:
+    """The `batch` command: returns 0 when every video has a script, 1 when some failed, 130 after Ctrl+C."""
+    if report is not None:
+        check_report_path(report)
+    videos = find_videos(paths, recursive)
+    if not videos:
+        where = ", ".join(map(str, paths))
+        raise AutofunscriptError(f"{where}: no videos found ({' '.join(sorted(VIDEO_EXTENSIONS))}"
+                                 f"{'' if recursive else '; --recursive looks into subfolders'})")
+    console = Console(highlight=False)
+    with ProgressDisplay(console) as display:
+        result = run_batch(videos, options, engine=engine, workers=workers, address=address, force=force,
+                           listener=display)
+    console.print(summary_line(result), markup=False, soft_wrap=True)
+    if report is not None:
+        write_report(result, options, report)
+        console.print(f"report: {report}", markup=False, soft_wrap=True)
+    if result.interrupted:
+        console.print("interrupted: finished scripts are kept; run the same command again to do the rest",
+                      markup=False, soft_wrap=True)
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if result.failed else 0
