@@ -197,10 +197,15 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
              progress: ProgressCallback | None = None) -> GenerateResult:
     """Make a funscript for a video. Ctrl+C during tracking returns what was done, marked partial."""
     path = Path(path)
-    if options.method != "flow":
-        raise AutofunscriptError(f"unknown method {options.method!r} (available: flow)")
+    if options.method not in ("flow", "model"):
+        raise AutofunscriptError(f"unknown method {options.method!r} (available: flow, model)")
     started = time.perf_counter()
-    dense, cuts, frames, interrupted = track_motion(path, options, progress)
+    if options.method == "model":
+        from autofunscript.model.infer import track_with_model  # loads onnxruntime only when asked for
+
+        dense, cuts, frames, interrupted = track_with_model(path, options, progress)
+    else:
+        dense, cuts, frames, interrupted = track_motion(path, options, progress)
     if frames < 2:
         raise AutofunscriptError(f"{path}: fewer than 2 frames to compare; nothing written")
     at, pos, report = dense_to_script(dense, options.post)

@@ -1,0 +1,202 @@
+"""Model inference on ONNX Runtime: windows of features -> per-frame positions for the shared post-processing.
+
+Each analysis window is cut into chunks of the model's context with 50 % overlap, all chunks of a
+window run as one batch, and the chunk outputs are stitched: every chunk predicts positions
+normalised over itself, so each new chunk is first fitted (scale and offset) to what is already
+stitched on their overlap, then cross-faded in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autofunscript.errors import AutofunscriptError
+from autofunscript.model.card import ModelCard, read_card
+from autofunscript.model.features import WindowFeatures, model_input
+from autofunscript.model.router import HEADS, route
+from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
+
+log = logging.getLogger("autofunscript")
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED_NAME = "motion"
+BATCH_CHUNKS = 32
+FIT_SCALE_LIMITS = (0.5, 2.0)
+
+
+def shipped_model_path() -> Path:
+    return WEIGHTS_DIR / f"{SHIPPED_NAME}.onnx"
+
+
+def card_path(onnx_path: Path) -> Path:
+    return onnx_path.with_suffix(".json")
+
+
+def default_threads() -> int:
+    # the decode thread and the flow loop already keep two cores busy; inference is a small share
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    """Model outputs over a window's feature grid (positions normalised over the window's chunks)."""
+
+    general: np.ndarray  # (N,)
+    heads: np.ndarray  # (len(HEADS), N)
+    logits: np.ndarray  # (types, N)
+
+
+@dataclass
+class InferenceStats:
+    """Where inference time went (for the speed benchmark)."""
+
+    seconds: float = 0.0
+    chunks: int = 0
+
+
+class ModelRunner:
+    """A loaded model: its card and an ONNX Runtime session on the CPU."""
+
+    def __init__(self, onnx_path: Path | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(onnx_path) if onnx_path else shipped_model_path()
+        if not self.path.is_file():
+            raise AutofunscriptError(f"{self.path}: no model weights there")
+        self.card: ModelCard = read_card(card_path(self.path))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise AutofunscriptError(f"{self.path}: cannot load model ({str(exc).splitlines()[0]})") from None
+        self.config = self.card.config
+        self.length = self.config.context_steps
+
+    def chunk_starts(self, n: int) -> list[int]:
+        if n <= self.length:
+            return [0]
+        hop = self.length // 2
+        starts = list(range(0, n - self.length, hop))
+        return starts + [n - self.length]
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions, logits = self.session.run(None, {"features": batch.astype(np.float32)})
+        return positions, logits
+
+    def predict(self, values: np.ndarray, hint: float | None = None,
+                stats: InferenceStats | None = None) -> WindowPrediction:
+        """Outputs for a window's feature rows (N, C); `hint` is the known position at its first step."""
+        started = time.perf_counter()
+        n = values.shape[0]
+        starts = self.chunk_starts(n)
+        inputs = np.stack([model_input(values[s : s + self.length], self.length, self.config.spec,
+                                       hint if s == 0 else None) for s in starts])
+        outputs = [self.run(inputs[i : i + BATCH_CHUNKS]) for i in range(0, len(starts), BATCH_CHUNKS)]
+        positions = np.concatenate([o[0] for o in outputs])
+        logits = np.concatenate([o[1] for o in outputs])
+        prediction = _stitch(starts, positions, logits, n)
+        if stats is not None:
+            stats.seconds += time.perf_counter() - started
+            stats.chunks += len(starts)
+        return prediction
+
+    def positions(self, prediction: WindowPrediction) -> np.ndarray:
+        """Per-step position (NaN where a still segment holds) by the configured routing."""
+        if self.config.routing:
+            return route(prediction.heads, prediction.logits).position
+        return prediction.general
+
+
+def _fit(new: np.ndarray, old: np.ndarray) -> tuple[float, float]:
+    """Scale and offset mapping `new` onto `old` in the least-squares sense (scale kept sane)."""
+    dn = new - new.mean()
+    var = float((dn**2).sum())
+    scale = float((dn * (old - old.mean())).sum()) / var if var > 1e-9 else 1.0
+    scale = float(np.clip(scale, *FIT_SCALE_LIMITS))
+    return scale, float(old.mean() - scale * new.mean())
+
+
+def _stitch(starts: list[int], positions: np.ndarray, logits: np.ndarray, n: int) -> WindowPrediction:
+    """Join chunk outputs (B, P, L) into window outputs: fit each chunk to the stitched overlap, then fade."""
+    p_out = np.zeros((positions.shape[1], n))
+    l_out = np.zeros((logits.shape[1], n))
+    done = 0
+    for start, pos, lg in zip(starts, positions, logits):
+        end = min(start + pos.shape[1], n)
+        pos, lg = pos[:, : end - start].astype(np.float64), lg[:, : end - start]
+        overlap = max(0, done - start)
+        if overlap:
+            scale, offset = _fit(pos[0, :overlap], p_out[0, start:done])
+            pos = pos * scale + offset
+            ramp = np.linspace(0.0, 1.0, overlap + 2)[1:-1]
+            p_out[:, start:done] = p_out[:, start:done] * (1 - ramp) + pos[:, :overlap] * ramp
+            l_out[:, start:done] = l_out[:, start:done] * (1 - ramp) + lg[:, :overlap] * ramp
+        p_out[:, done:end] = pos[:, overlap:]
+        l_out[:, done:end] = lg[:, overlap:]
+        done = end
+    return WindowPrediction(general=p_out[0], heads=p_out[1 : 1 + len(HEADS)], logits=l_out)
+
+
+def grid_to_frames(features: WindowFeatures, values: np.ndarray) -> np.ndarray:
+    """Per-step values (NaN allowed) -> per-frame values at the window's frame times."""
+    grid, frames = features.grid_times_s, features.frame_times_s
+    if grid.size == 1:
+        return np.full(frames.size, values[0])
+    filled = np.where(np.isnan(values), 0.0, values)
+    out = np.interp(frames, grid, filled)
+    nearest = np.clip(np.rint((frames - grid[0]) * (grid.size - 1) / (grid[-1] - grid[0])).astype(int), 0,
+                      grid.size - 1)
+    out[np.isnan(values)[nearest]] = np.nan
+    return out
+
+
+def track_with_model(path: Path, options, progress: Callable[[float, float], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None, runner: ModelRunner | None = None,
+                     stats: InferenceStats | None = None, initial_position: float | None = None):
+    """The model's counterpart of pipeline.track_motion: (dense signal, cut times, frames, interrupted).
+
+    `options` is a pipeline.GenerateOptions; extra axes come from the classical analysis of each window.
+    """
+    from autofunscript.pipeline import EXTRA_AXES, STILL_ENERGY, _Assembler, _poi_mask_for
+    from autofunscript.script.postprocess import robust_normalise
+
+    runner = runner or ModelRunner()
+    poi = options.poi
+    roi_mask_for = None
+    if poi is not None:
+        def roi_mask_for(frame_w: int, frame_h: int, source_w: int, source_h: int, cell: int) -> np.ndarray:
+            return _poi_mask_for(poi, frame_w, frame_h, source_w, source_h, cell)
+    request = TrackRequest(path=Path(path), spec=runner.config.spec, start_s=options.start_s, end_s=options.end_s,
+                           eye=options.vr, analysis_width=options.analysis_width,
+                           drift_cutoff_hz=options.drift_cutoff_hz, roi_mask_for=roi_mask_for)
+    summary = TrackSummary()
+    axes = tuple(a for a in options.axes if a in EXTRA_AXES)
+    assembler = _Assembler(axes)
+    lo, hi = options.post.range
+    first = True
+    for window, features in iter_window_features(request, summary, progress, should_stop):
+        t = window.times_s.size
+        nan = np.full(t, np.nan)
+        hint = initial_position if first else None
+        first = False
+        if features.classic.energy < STILL_ENERGY:
+            assembler.add(window, nan, {name: nan for name in axes})
+            continue
+        prediction = runner.predict(features.values, hint, stats)
+        position = grid_to_frames(features, runner.positions(prediction))
+        moving = ~np.isnan(position)
+        if moving.any():
+            position[moving] = robust_normalise(position[moving], lo, hi)
+        extra = {name: robust_normalise(features.classic.extra[name], 0, 100) for name in axes}
+        assembler.add(window, position, extra)
+    return assembler.result(), summary.cut_times_s, summary.frames, summary.interrupted
