@@ -391,6 +391,93 @@ def view(video: Path, method: str, start_s: float, end_s: float | None, predict:
     return 0
 
 
+def _training_options(func):
+    """Options shared by train and finetune."""
+    options = [
+        click.argument("data_dir", type=click.Path(path_type=Path)),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("model"), show_default=True,
+                     help="Folder for motion.onnx, its card motion.json and the checkpoint motion.pt."),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--threads", default=2, show_default=True, help="CPU threads for PyTorch."),
+        click.option("--cache", "cache_dir", type=click.Path(path_type=Path),
+                     help="Feature cache folder (default: ~/.cache/autofunscript/features)."),
+        click.option("--force", is_flag=True, help="Overwrite an earlier model in --out."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_training(data_dir: Path, out_dir: Path, config, settings, cache_dir: Path | None, init_net,
+                  force: bool) -> None:
+    from autofunscript.model.train import default_cache_dir, train_folder
+
+    def on_clip(i: int, total: int, pair) -> None:
+        click.echo(f"features {i + 1}/{total}: {pair.video.name}", err=True)
+
+    def on_epoch(log) -> None:
+        val = f", val loss {log.val_loss:.3f}, val r {log.val_pearson:.3f}" if log.val_loss is not None else ""
+        click.echo(f"epoch {log.epoch}: train loss {log.train_loss:.3f}{val} ({log.seconds:.0f} s)", err=True)
+
+    _, card, files = train_folder(data_dir, out_dir, config, settings, cache_dir or default_cache_dir(), init_net,
+                                  force, on_clip, on_epoch)
+    click.echo(f"{files.onnx}: {card.parameters} parameters, best epoch {card.training['best_epoch']}, "
+               f"trained in {card.training['train_seconds']:.0f} s (+{card.training['feature_seconds']:.0f} s "
+               f"features); card {files.card}, checkpoint {files.checkpoint}")
+
+
+@cli.command()
+@_training_options
+@click.option("--epochs", default=30, show_default=True)
+@click.option("--context", "context_s", default=10.0, show_default=True, help="Context in seconds (2-20).")
+@click.option("--inputs", default="flow", show_default=True, help="flow, plus any of edges,mask,patch.")
+@click.option("--width", default=64, show_default=True, help="Channels of the network.")
+@click.option("--no-routing", is_flag=True, help="Predict with the generalist head only (no motion-type router).")
+@click.option("--learning-rate", default=3e-3, show_default=True)
+def train(data_dir: Path, out_dir: Path, seed: int, threads: int, cache_dir: Path | None, force: bool, epochs: int,
+          context_s: float, inputs: str, width: int, no_routing: bool, learning_rate: float) -> None:
+    """Train a model on DATA_DIR: videos with same-named .funscript files (needs the [train] extra)."""
+    from autofunscript.model.card import ModelConfig
+    from autofunscript.model.train import TrainSettings
+
+    config = ModelConfig(inputs=tuple(i.strip() for i in inputs.split(",") if i.strip()), context_s=context_s,
+                         width=width, routing=not no_routing)
+    settings = TrainSettings(epochs=epochs, seed=seed, threads=threads, learning_rate=learning_rate)
+    _run_training(data_dir, out_dir, config, settings, cache_dir, None, force)
+
+
+@cli.command()
+@_training_options
+@click.option("--epochs", default=8, show_default=True)
+@click.option("--learning-rate", default=5e-4, show_default=True)
+@click.option("--from", "start", type=click.Path(path_type=Path), metavar="MODEL.onnx",
+              help="Weights to start from (default: the shipped model).")
+def finetune(data_dir: Path, out_dir: Path, seed: int, threads: int, cache_dir: Path | None, force: bool, epochs: int,
+             learning_rate: float, start: Path | None) -> None:
+    """Continue training the shipped model (or --from) on DATA_DIR, e.g. your own labelled videos."""
+    from autofunscript.model.export import load_onnx_weights
+    from autofunscript.model.infer import shipped_model_path
+    from autofunscript.model.train import TrainSettings
+
+    net, card = load_onnx_weights(start or shipped_model_path())
+    settings = TrainSettings(epochs=epochs, seed=seed, threads=threads, learning_rate=learning_rate)
+    _run_training(data_dir, out_dir, card.config, settings, cache_dir, net, force)
+
+
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .onnx to write (card beside it).")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def export_command(checkpoint: Path, out: Path, force: bool) -> None:
+    """Write a training checkpoint (.pt) as ONNX for inference, checked against PyTorch."""
+    from autofunscript.model.export import export_model, load_checkpoint
+
+    net, card = load_checkpoint(checkpoint)
+    written = export_model(net, card, out, force=force)
+    click.echo(f"{out}: {written.parameters} parameters, max |ONNX - PyTorch| "
+               f"{written.metrics['onnx_max_abs_error']:.1e}")
+
+
 def main() -> None:
     """Console entry point: run the group, turning expected failures into one-line errors."""
     try:

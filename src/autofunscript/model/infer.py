@@ -31,8 +31,16 @@ BATCH_CHUNKS = 32
 FIT_SCALE_LIMITS = (0.5, 2.0)
 
 
+MODEL_ENV = "AUTOFUNSCRIPT_MODEL"  # path of other weights to use instead of the shipped ones
+
+
 def shipped_model_path() -> Path:
     return WEIGHTS_DIR / f"{SHIPPED_NAME}.onnx"
+
+
+def default_model_path() -> Path:
+    chosen = os.environ.get(MODEL_ENV)
+    return Path(chosen) if chosen else shipped_model_path()
 
 
 def card_path(onnx_path: Path) -> Path:
@@ -67,7 +75,7 @@ class ModelRunner:
     def __init__(self, onnx_path: Path | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        self.path = Path(onnx_path) if onnx_path else shipped_model_path()
+        self.path = Path(onnx_path) if onnx_path else default_model_path()
         if not self.path.is_file():
             raise AutofunscriptError(f"{self.path}: no model weights there")
         self.card: ModelCard = read_card(card_path(self.path))

@@ -357,3 +357,53 @@ def describe_corpus(pairs: list[TrainingPair], clips: list[list[WindowData]]) ->
     return {"clips": len(pairs), "hours": round(steps / FEATURE_RATE / 3600, 3), "motion_type_shares": shares,
             "vr_clips": sum(p.eye is not None for p in pairs)}
 
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What a training run writes into its output folder."""
+
+    onnx: Path
+    card: Path
+    checkpoint: Path
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> ModelFiles:
+        return cls(folder / "motion.onnx", folder / "motion.json", folder / "motion.pt")
+
+
+def check_config(config: ModelConfig) -> None:
+    if not 2.0 <= config.context_s <= 20.0:
+        raise AutofunscriptError(f"context {config.context_s:g} s: must be between 2 and 20 seconds")
+    try:
+        config.spec
+    except ValueError:
+        raise AutofunscriptError(f"inputs {','.join(config.inputs)}: must be flow plus any of edges, mask, patch")
+
+
+def train_folder(data_dir: Path, out_dir: Path, config: ModelConfig, settings: TrainSettings,
+                 cache_dir: Path | None, init_net=None, force: bool = False,
+                 on_clip: Callable[[int, int, TrainingPair], None] | None = None,
+                 on_epoch: Callable[[EpochLog], None] | None = None) -> tuple[TrainResult, ModelCard, ModelFiles]:
+    """Train on the labelled clips in `data_dir`; writes motion.onnx/.json/.pt into `out_dir`."""
+    from autofunscript.model.export import export_model, save_checkpoint
+
+    check_config(config)
+    out_dir = Path(out_dir)
+    files = ModelFiles.in_folder(out_dir)
+    if not out_dir.parent.is_dir():
+        raise AutofunscriptError(f"{out_dir}: folder {out_dir.parent} does not exist")
+    if not force:
+        for target in (files.onnx, files.card, files.checkpoint):
+            if target.exists():
+                raise AutofunscriptError(f"{target}: already exists (use --force to overwrite)")
+    pairs = find_pairs(data_dir)
+    started = time.perf_counter()
+    clips = load_corpus(pairs, config.spec, cache_dir, on_clip)
+    description = {"data": describe_corpus(pairs, clips), "feature_seconds": round(time.perf_counter() - started, 1),
+                   "fine_tuned_from": None if init_net is None else "shipped weights"}
+    result = train(clips, config, settings, init_net, on_epoch, description)
+    out_dir.mkdir(exist_ok=True)
+    save_checkpoint(result.net, result.card, files.checkpoint)
+    card = export_model(result.net, result.card, files.onnx, force=True)
+    return result, card, files

@@ -1,0 +1,201 @@
+"""The model's training corpus, its variants, and the ablation against the flow generator.
+
+    python bench/model_ablation.py corpus --out /work/cache/model-corpus
+        renders the synthetic training corpus: 24 s segments of the real scripts in ../shared/data/funscripts
+        (never the minute bench/accuracy.py evaluates, never its seed) for every preset, at 320x180
+        (VR 640x320 side by side, named _sbs so `train` analyses one eye), with the truth script beside each.
+    python bench/model_ablation.py variants --corpus /work/cache/model-corpus --out /work/cache/model-variants
+        trains the ablation variants (context length, inputs, routing) with `autofunscript train`.
+    python bench/model_ablation.py run --variants /work/cache/model-variants [--presets hard,cuts]
+        runs bench/accuracy.py for the flow generator, the shipped model and each variant on the same clips,
+        and prints one table (extrema F1 / Pearson per preset) for the README.
+    python bench/model_ablation.py speed CLIP [--vr sbs]
+        times generate --method model on one clip and the share spent in model inference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from accuracy import PRESETS, SEGMENT_S, densest_segment  # noqa: E402
+
+from autofunscript.script.extrema import find_reversals  # noqa: E402
+from autofunscript.script.funscript import read_funscript  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+CLIP_S = 24.0
+CLIPS_PER_PRESET = {"easy": 16, "medium": 16, "hard": 32, "cuts": 32, "vr": 24}
+SIZES = {"vr": (640, 320)}
+SMALL = (320, 180)
+SEED_BASE = 1000  # bench/accuracy.py renders with seed 1
+MIN_REVERSALS = 4  # most segments should move; a few quiet ones teach the still class
+
+# name -> extra `autofunscript train` options; "shipped" is the recipe of the shipped weights
+VARIANTS = {
+    "shipped": [],
+    "ctx2s": ["--context", "2"],
+    "ctx5s": ["--context", "5"],
+    "ctx20s": ["--context", "20"],
+    "no-routing": ["--no-routing"],
+    "flow+edges+mask": ["--inputs", "flow,edges,mask"],
+    "flow+patch": ["--inputs", "flow,patch"],
+}
+
+
+def training_scripts() -> list[Path]:
+    """Every real script, axis files too: each is a different motion to render."""
+    return sorted((SHARED / "funscripts").glob("*.funscript"))
+
+
+def allowed_starts(path: Path, rng: np.random.Generator, count: int) -> list[float]:
+    """Starts of `count` CLIP_S segments outside the minute the accuracy benchmark evaluates."""
+    script = read_funscript(path)
+    at = script.at[script.at >= 0].astype(float) / 1000.0
+    pos = script.pos[script.at >= 0]
+    main = path.with_name(path.name.split(".")[0] + ".funscript")
+    bench_start, bench_len = densest_segment(main, SEGMENT_S)
+    lo, hi = at[0], at[-1] - CLIP_S
+    rev_t = at[find_reversals(pos, 10).index]
+    starts: list[float] = []
+    for _ in range(count * 50):
+        if len(starts) == count or hi <= lo:
+            break
+        s = float(rng.uniform(lo, hi))
+        if s + CLIP_S > bench_start - 5 and s < bench_start + bench_len + 5:
+            continue
+        busy = np.searchsorted(rev_t, s + CLIP_S) - np.searchsorted(rev_t, s) >= MIN_REVERSALS
+        if busy or rng.random() < 0.1:
+            starts.append(round(s, 3))
+    return starts
+
+
+def corpus(out: Path) -> None:
+    from autofunscript.synth import render_clip
+
+    out.mkdir(parents=True, exist_ok=True)
+    scripts = training_scripts()
+    started = time.perf_counter()
+    for preset, total in CLIPS_PER_PRESET.items():
+        rng = np.random.default_rng(list(PRESETS).index(preset))
+        per_script = int(np.ceil(total / len(scripts)))
+        plan = [(s, start) for s in scripts for start in allowed_starts(s, rng, per_script)]
+        picks = rng.choice(len(plan), size=min(total, len(plan)), replace=False)
+        for k, i in enumerate(sorted(picks)):
+            script, start = plan[i]
+            seed = SEED_BASE + 100 * list(PRESETS).index(preset) + k
+            stem = f"{preset}_{script.name.removesuffix('.funscript').replace('.', '-')}_{int(start)}_s{seed}"
+            name = f"{stem}_sbs.mp4" if preset == "vr" else f"{stem}.mp4"
+            clip = out / name
+            if clip.exists() and clip.with_suffix(".funscript").exists():
+                continue
+            render_clip(script, clip, preset=preset, seed=seed, size=SIZES.get(preset, SMALL), start_s=start,
+                        duration_s=CLIP_S, force=True)
+            print(f"{time.perf_counter() - started:7.0f} s  {clip.name}", flush=True)
+    print(f"corpus: {len(list(out.glob('*.mp4')))} clips in {out}")
+
+
+def train_variants(corpus_dir: Path, out: Path, threads: int, only: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, options in VARIANTS.items():
+        if only and name not in only:
+            continue
+        target = out / name / "motion.onnx"
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "autofunscript", "train", str(corpus_dir), "--out",
+                               str(target.parent), "--threads", str(threads), *options], text=True)
+        print(f"{name}: exit {done.returncode} in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def accuracy(method: str, presets: str, json_path: Path, weights: Path | None = None) -> dict:
+    cmd = [sys.executable, str(ROOT / "bench" / "accuracy.py"), "--method", method, "--presets", presets,
+           "--json", str(json_path)]
+    env = {**os.environ, "AUTOFUNSCRIPT_MODEL": str(weights)} if weights else None
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    return json.loads(json_path.read_text())
+
+
+def run(variants_dir: Path | None, presets: str, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"flow": accuracy("flow", presets, out / "flow.json")}
+    results["model"] = accuracy("model", presets, out / "model.json")
+    if variants_dir is not None:
+        for name in VARIANTS:
+            weights = variants_dir / name / "motion.onnx"
+            if name != "shipped" and weights.exists():
+                results[f"model:{name}"] = accuracy("model", presets, out / f"{name}.json", weights)
+    wanted = [p for p in presets.split(",") if p]
+    print("| method | " + " | ".join(f"{p} F1 / r" for p in wanted) + " | real F1 / r |")
+    print("|---|" + "---|" * (len(wanted) + 1))
+    for name, result in results.items():
+        cells = []
+        for p in wanted:
+            s = result["presets"].get(p, {})
+            cells.append(f"{s.get('extrema_f1') or 0:.3f} / {s.get('pearson') or 0:.3f}")
+        real = [r for r in result.get("real", []) if "error" not in r]
+        cells.append(f"{np.mean([r['extrema_f1'] for r in real]):.3f} / {np.mean([r['pearson'] for r in real]):.3f}"
+                     if real else "-")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    (out / "ablation.json").write_text(json.dumps(results, indent=1))
+
+
+def speed(clip: Path, vr: str | None, repeats: int) -> None:
+    from autofunscript.model.infer import InferenceStats, ModelRunner, track_with_model
+    from autofunscript.pipeline import GenerateOptions, dense_to_script
+
+    options = GenerateOptions(method="model", vr=vr)
+    runner = ModelRunner()
+    for _ in range(repeats):
+        stats = InferenceStats()
+        started = time.perf_counter()
+        dense, _, frames, _ = track_with_model(clip, options, runner=runner, stats=stats)
+        dense_to_script(dense, options.post)
+        total = time.perf_counter() - started
+        print(f"{clip.name}: {frames} frames, generate {total:.2f} s, model inference {stats.seconds:.3f} s "
+              f"({100 * stats.seconds / total:.1f} %), {stats.chunks} chunks")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("corpus")
+    p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("variants")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", default="", help="comma-separated variant names")
+    p = sub.add_parser("run")
+    p.add_argument("--variants", type=Path, default=None)
+    p.add_argument("--presets", default=",".join(PRESETS))
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model-ablation")
+    p = sub.add_parser("speed")
+    p.add_argument("clip", type=Path)
+    p.add_argument("--vr", choices=["sbs", "ou"], default=None)
+    p.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    if args.command == "corpus":
+        corpus(args.out)
+    elif args.command == "variants":
+        train_variants(args.corpus, args.out, args.threads, [v for v in args.only.split(",") if v])
+    elif args.command == "run":
+        run(args.variants, args.presets, args.out)
+    else:
+        speed(args.clip, args.vr, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
