@@ -109,7 +109,8 @@ def iter_frames(plan: ClipPlan, with_subject: bool = True) -> Iterator[np.ndarra
             # lighting gain, then contrast squeezed around mid-grey (hazy and washed out when < 1)
             frame = cv2.convertScaleAbs(frame, alpha=gain * contrast, beta=128.0 * (1.0 - contrast))
         if plan.noise is not None:
-            brighter, darker = plan.noise[plan.noise_index[i]]
+            field, dy, dx = plan.noise_pick[i]
+            brighter, darker = plan.noise[field, :, dy:dy + plan.size[1], dx:dx + plan.size[0]]
             frame = cv2.subtract(cv2.add(frame, brighter), darker)
         yield frame
 

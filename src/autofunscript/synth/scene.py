@@ -23,7 +23,8 @@ TICKS_PER_SECOND = 90_000  # the usual MPEG clock; exact for 24/25/30/50/60 fps
 VFR_INTERVAL_RANGE = (1 / 1.5, 1 / 0.7)  # a frame interval relative to 1/fps
 SHUTTER = 0.5  # exposure as a fraction of the nominal frame interval (a 180-degree shutter)
 EYE_SIGN = (0.5, -0.5)  # near things sit further right in the left eye
-NOISE_FIELDS = 8
+NOISE_FIELDS = 2
+NOISE_PAD = 48  # pixels of extra noise field to pick per-frame offsets from
 
 # Independent random streams, so switching one feature (e.g. --vfr) does not repaint the scene.
 _STREAMS = {"person": 1, "scene": 2, "timing": 3, "camera": 4, "distractor": 5, "occluder": 6, "noise": 7,
@@ -136,8 +137,8 @@ class ClipPlan:
     cameras: np.ndarray  # (N, eyes, 2, 3) world -> eye pixels
     background_disparity: float
     gain: np.ndarray | None  # (N,) lighting gain, None when lighting is constant
-    noise: np.ndarray | None  # (NOISE_FIELDS, 2, H, W, 3) uint8 additive/subtractive sensor noise
-    noise_index: np.ndarray  # (N,)
+    noise: np.ndarray | None  # (NOISE_FIELDS, 2, H + pad, W + pad, 3) uint8 additive/subtractive sensor noise
+    noise_pick: np.ndarray  # (N, 3) field, row offset, column offset
     lens_k: float  # barrel distortion strength (vr), 0 = none
 
     @property
@@ -362,14 +363,17 @@ def _lighting(seed: int, preset: Preset, times: np.ndarray) -> np.ndarray | None
 
 
 def _sensor_noise(seed: int, sigma: float, size: tuple[int, int], n: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """A few pre-drawn noise fields (as saturating add/subtract pairs) and a random pick per frame."""
+    """Two oversized noise fields (as saturating add/subtract pairs) and, per frame, which field and
+    which offset into it: many distinct noise patterns for the cost of drawing two."""
     rng = stream(seed, "noise")
     if sigma <= 0:
-        return None, np.zeros(n, np.int64)
+        return None, np.zeros((n, 3), np.int64)
     w, h = size
-    fields = np.rint(rng.standard_normal((NOISE_FIELDS, h, w, 3), dtype=np.float32) * sigma).clip(-255, 255)
+    shape = (NOISE_FIELDS, h + NOISE_PAD, w + NOISE_PAD, 3)
+    fields = np.rint(rng.standard_normal(shape, dtype=np.float32) * sigma).clip(-255, 255)
     pairs = np.stack([np.maximum(fields, 0), np.maximum(-fields, 0)], axis=1).astype(np.uint8)
-    return pairs, rng.integers(0, NOISE_FIELDS, n)
+    pick = np.stack([rng.integers(0, NOISE_FIELDS, n), *rng.integers(0, NOISE_PAD + 1, (2, n))], axis=1)
+    return pairs, pick
 
 
 def plan_clip(positions_at, preset: Preset, seed: int, size: tuple[int, int], fps: float, duration_s: float,
@@ -413,9 +417,9 @@ def plan_clip(positions_at, preset: Preset, seed: int, size: tuple[int, int], fp
         if preset.distractor else ()
     front = (_occluder(seed, scenes[0], times, eye_size, margin),) if preset.occluder else ()
     cameras = _cameras(seed, preset, times, scene_index, eye_size, margin, background_disparity, eyes)
-    noise, noise_index = _sensor_noise(seed, preset.noise_sigma, size, times.size)
+    noise, noise_pick = _sensor_noise(seed, preset.noise_sigma, size, times.size)
     return ClipPlan(preset=preset, seed=seed, size=size, eye_size=eye_size, clock=clock, positions=positions,
                     scenes=scenes, scene_index=scene_index, cut_times_s=cut_times, subject=subject,
                     others_behind=behind, others_front=front, cameras=cameras,
                     background_disparity=background_disparity, gain=_lighting(seed, preset, times),
-                    noise=noise, noise_index=noise_index, lens_k=lens_k)
+                    noise=noise, noise_pick=noise_pick, lens_k=lens_k)
