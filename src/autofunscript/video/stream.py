@@ -14,6 +14,7 @@ the video starts later than the audio.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import math
 import queue
@@ -60,10 +61,11 @@ class VideoInfo:
     """What probe() learns about a video.
 
     width/height are the upright display size (after rotation; pixel aspect ratio is ignored).
-    fps is the average frame rate over the decoded timestamps where the container indexes every frame
-    (MP4/MOV), else the stream header's average. frame_count is exact when frame_count_exact is True,
-    otherwise duration_s * fps. rotation is the clockwise turn (0/90/180/270) applied to frames to
-    make them upright.
+    fps is the average frame rate of the frames' timestamps where the container indexes every frame
+    (MP4/MOV: headers there can be wrong), else the stream header's average. duration_s is where the last
+    frame ends, on the same clock as Frame.time_s. frame_count is exact when frame_count_exact is True,
+    otherwise an estimate from duration and fps. rotation is the clockwise turn (0/90/180/270) applied to
+    frames to make them upright.
     """
 
     path: Path
@@ -110,6 +112,7 @@ class VideoStream:
     def __init__(self, info: VideoInfo) -> None:
         self.info = info
         self._seeker: _Seeker | None = None
+        self._read_maker: PictureMaker | None = None
 
     def __enter__(self) -> VideoStream:
         return self
@@ -168,7 +171,10 @@ class VideoStream:
         if self._seeker is None:
             self._seeker = _Seeker(self.info)
         index, frame_time, frame = self._seeker.frame_at(time_s)
-        return Frame(index, frame_time, PictureMaker(self.plan(width, color, eye))(frame))
+        plan = self.plan(width, color, eye)
+        if self._read_maker is None or self._read_maker.plan != plan:
+            self._read_maker = PictureMaker(plan)
+        return Frame(index, frame_time, self._read_maker(frame))
 
 
 @dataclass
@@ -195,7 +201,7 @@ class _Decoder:
         self.time_base = self.stream.time_base or Fraction(1, 90000)
         start_us = self.container.start_time
         self.start_pts = (round(Fraction(start_us, 1_000_000) / self.time_base) if start_us is not None
-                          else self.stream.start_time)
+                          else self.stream.start_time or 0)
         self.sample_dts = _sample_decode_times(self.container, self.stream)
         self.damaged_packets = 0
         self.read_failed = False
@@ -226,40 +232,66 @@ class _Decoder:
         width, height = first.frame.width, first.frame.height
         if rotation in (90, 270):
             width, height = height, width
-        fps, duration_s, frame_count, exact = self._timing()
+        fps, duration_s, frame_count, exact = self._timing(first.time_s)
         return VideoInfo(path=path, width=width, height=height, fps=fps, duration_s=duration_s,
                          frame_count=frame_count, rotation=rotation,
                          has_audio=bool(self.container.streams.audio), frame_count_exact=exact,
                          codec=stream.codec_context.name)
 
-    def _timing(self) -> tuple[float, float, int, bool]:
-        """(fps, duration_s, frame_count, frame_count_exact)."""
+    def _timing(self, first_time_s: float) -> tuple[float, float, int, bool]:
+        """(fps, duration_s, frame_count, frame_count_exact); duration_s is where the last frame ends."""
         header_fps = next((float(rate) for rate in (self.stream.average_rate, self.stream.guessed_rate)
                            if rate and 0 < float(rate) < 1000), 0.0)
         dts = self.sample_dts
-        if dts is not None and len(dts) > 1 and dts[-1] > dts[0]:
-            # Every frame's decode time is known, so the header need not be trusted. Constant frame rate
-            # (nearly all steps equal) takes that step: an edit list can cut the first presented frame out
-            # of the decode-order span, which would be a frame off. Variable rate takes the average.
+        if dts is not None and len(dts) > 1:
+            # Every frame is indexed, so the header need not be trusted (edit lists make MP4 headers count
+            # frames the decoder drops). Constant frame rate (nearly all decode steps equal) takes that
+            # step; otherwise the average over the presentation times of the first and last frames.
             count = len(dts)
             steps = np.diff(dts)
             step = float(np.median(steps))
             if step > 0 and np.mean(steps == step) >= 0.9:
                 fps = 1 / float(step * self.time_base)
-            else:
-                fps = (count - 1) / float((dts[-1] - dts[0]) * self.time_base)
-            return fps, count / fps, count, True
+                return fps, first_time_s + count / fps, count, True
+            last_time_s = self._last_frame_time_s()
+            if last_time_s is not None and last_time_s > first_time_s:
+                fps = (count - 1) / (last_time_s - first_time_s)
+                return fps, last_time_s + 1 / fps, count, True
         fps = header_fps or 25.0
         if dts is not None and len(dts) == 1:
-            return fps, 1 / fps, 1, True
-        if self.stream.duration:
-            duration_s = float(self.stream.duration * self.time_base)
-        elif self.container.duration:
-            duration_s = self.container.duration / 1_000_000
+            return fps, first_time_s + 1 / fps, 1, True
+        last_time_s = self._last_frame_time_s()
+        if last_time_s is not None:
+            duration_s = last_time_s + 1 / fps
+        elif self.stream.duration:
+            duration_s = first_time_s + float(self.stream.duration * self.time_base)
         else:
-            duration_s = 0.0
-        frames = self.stream.frames or round(duration_s * fps)
-        return fps, duration_s, max(frames, 1), False
+            duration_s = (self.container.duration or 0) / 1_000_000
+        count = round((duration_s - first_time_s) * fps)
+        return fps, duration_s, max(1, count), dts is not None and count == len(dts)
+
+    def _last_frame_time_s(self) -> float | None:
+        """The last frame's presentation time, read from the packets at the end of the file.
+
+        Headers of formats without a full index disagree on whether a duration counts from zero or from
+        the start time, and some have none; the timestamps themselves are unambiguous.
+        """
+        header_s = max(float((self.stream.duration or 0) * self.time_base), (self.container.duration or 0) / 1e6)
+        if header_s <= 0:
+            return None
+        self._fresh = False  # whatever happens, the next decode must seek back to the start
+        last_pts = None
+        try:
+            beyond_end = self.start_pts + math.ceil(Fraction(header_s + 60) / self.time_base)
+            self.container.seek(beyond_end, stream=self.stream, backward=True)
+            for packet in self.container.demux(self.stream):
+                if packet.pts is not None and (last_pts is None or packet.pts > last_pts):
+                    last_pts = packet.pts
+        except av.error.FFmpegError:
+            return None
+        if last_pts is None:
+            return None
+        return float((last_pts - self.start_pts) * self.time_base)
 
     def decode_from(self, start_s: float) -> Iterator[_Decoded]:
         """Decoded frames in presentation order, starting at or (usually) a little before start_s."""
@@ -284,20 +316,15 @@ class _Decoder:
         self._fresh = False
         index: int | None = 0 if target_s <= 0 else None
         last_time = -math.inf
-        packets = self._packets()
-        for packet in packets:
-            if index is None:
+        for packet in itertools.chain(self._packets(), [None]):  # None drains the frames the decoder holds
+            if index is None and packet is not None:
                 index = self._sample_number(packet.dts)
             for frame in self._decode(codec, packet):
                 last_time = self._frame_time(frame, last_time)
                 if index is None:
-                    index = round(last_time * self._fps) if self._fps else 0
+                    index = round(last_time * self._fps)
                 yield _Decoded(index, last_time, frame)
                 index += 1
-        for frame in self._decode(codec, None):  # drain the frames the decoder still holds
-            last_time = self._frame_time(frame, last_time)
-            yield _Decoded(index or 0, last_time, frame)
-            index = (index or 0) + 1
 
     def _seek(self, target_s: float) -> None:
         target_pts = self.start_pts + math.floor(Fraction(max(target_s, 0.0)) / self.time_base)
@@ -428,11 +455,10 @@ def _produce(info: VideoInfo, plan: PicturePlan, start_s: float, end_s: float | 
 
 
 def _warn_if_cut_short(info: VideoInfo, decoder: _Decoder, start_s: float, last_time: float | None) -> None:
-    expected_end = info.duration_s - 1 / info.fps
-    if decoder.read_failed or (start_s < expected_end and (last_time or start_s) < expected_end - TRUNCATION_SLACK_S):
-        reached = f"{last_time:.2f} s" if last_time is not None else "its start"
-        log.warning("%s: decoding stopped at %s of %.2f s (file truncated or damaged); later frames are missing",
-                    info.path, reached, info.duration_s)
+    ended_s = start_s if last_time is None else last_time + 1 / info.fps
+    if decoder.read_failed or ended_s < info.duration_s - TRUNCATION_SLACK_S:
+        log.warning("%s: decoding stopped at %.2f s of %.2f s (file truncated or damaged); later frames are missing",
+                    info.path, ended_s, info.duration_s)
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
