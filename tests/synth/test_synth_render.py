@@ -145,3 +145,18 @@ def test_vfr_has_real_uneven_timestamps(tmp_path: Path) -> None:
     np.testing.assert_allclose(times, result.frame_times_s, atol=1e-6)
     truth = read_funscript(tmp_path / "vfr.funscript")
     np.testing.assert_array_equal(truth.at, np.rint(times * 1000))
+
+
+def test_hard_adds_a_distractor_occlusion_and_motion_blur() -> None:
+    plan = plan_from_script(reference(), "hard", seed=3, size=SMALL, fps=10.0, duration_s=12.0)
+    (distractor,) = plan.others_behind
+    assert np.ptp(distractor.centre, axis=0).max() > 0.1 * SMALL[1]
+    assert abs(np.corrcoef(distractor.centre[:, 1], plan.positions)[0, 1]) < 0.5  # its own motion
+    t_ms = plan.clock.times_s * 1000
+    speed = np.abs(reference().sample(t_ms + 5) - reference().sample(t_ms - 5))
+    assert np.corrcoef(np.hypot(*plan.subject.blur.T), speed)[0, 1] > 0.9  # smear grows with speed
+    # the share of the subject that shows: the foreground bar hides part of it some of the time
+    sprite_area = plan.subject.sprites[0][..., 3].sum() * plan.subject.scale**2
+    shown = np.array([(np.abs(f.astype(int) - b).sum(axis=2) > 10).sum()
+                      for f, b in zip(iter_frames(plan), iter_frames(plan, with_subject=False))]) / sprite_area
+    assert shown.min() < 0.7 and np.median(shown) > 0.9

@@ -302,7 +302,7 @@ def _occluder(seed: int, scene: Scene, times: np.ndarray, eye_size: tuple[int, i
     for roughly a third to a half of the time."""
     rng = stream(seed, "occluder")
     w, h = eye_size
-    thickness = rng.uniform(0.12, 0.2) * h
+    thickness = rng.uniform(0.15, 0.25) * h
     length = 0.8 * w
     sprite = occluder_sprite(rng, length, thickness)
     stroke = scene.stroke
@@ -312,7 +312,7 @@ def _occluder(seed: int, scene: Scene, times: np.ndarray, eye_size: tuple[int, i
     subject_half_width = scene.subject.shape[1] / 2
     period, phase = rng.uniform(6, 14), rng.uniform(0, 2 * np.pi)
     # how far the bar's tip stops short of the path's centre line; negative = it reaches across
-    gap = subject_half_width * (0.9 + 1.6 * np.sin(2 * np.pi * times / period + phase))
+    gap = subject_half_width * (0.4 + 2.0 * np.sin(2 * np.pi * times / period + phase))
     tip_x = target[0] + side * gap
     centre = np.stack([tip_x + side * length / 2, np.full(times.size, target[1])], axis=1)
     angle = np.full(times.size, rng.uniform(-25, 25))
