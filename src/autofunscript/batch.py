@@ -261,8 +261,10 @@ class _LocalEngine:
     def __init__(self, workers: int) -> None:
         import multiprocessing
 
-        # spawn, not fork: the parent runs threads (progress display) that a fork would copy mid-lock
-        context = multiprocessing.get_context("spawn")
+        # Not fork: the parent runs threads (progress display) that a fork would copy mid-lock. The fork
+        # server imports the pipeline once and forks workers from that, instead of each worker importing it.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
         self.workers = workers
         self.channel = _LocalChannel(context.Queue(), context.Event())
         self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_local_worker,

@@ -1,0 +1,310 @@
+"""Batch generation over real small clips: discovery, skipping, failures, Ctrl+C, engines and reports."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from autofunscript import cli
+from autofunscript.batch import (FAILED, INTERRUPTED, SKIPPED, WRITTEN, BatchResult, VideoOutcome, find_videos,
+                                 run_batch)
+from autofunscript.pipeline import GenerateOptions
+from autofunscript.script.funscript import read_funscript
+
+GOOD_CLIPS = ("alpha.mp4", "beta.mp4", "gamma.mp4")
+OPTIONS = GenerateOptions(axes=("roll",))
+
+
+def make_clip(path: Path, seconds: float = 2.5, period_s: float = 0.8, seed: int = 0, fps: int = 25) -> Path:
+    """A textured block stroking up and down over a textured background, 160x120 H.264."""
+    rng = np.random.default_rng(seed)
+    width, height, side = 160, 120, 40
+    background = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    block = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(round(seconds * fps)):
+            image = background.copy()
+            top = round(height / 2 - side / 2 + 30 * np.sin(2 * np.pi * i / fps / period_s))
+            image[top:top + side, 60:60 + side] = block
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def make_audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = (np.sin(np.linspace(0, 2000, 16000)) * 0.3).astype(np.float32)[None, :]
+        for chunk in np.array_split(samples, 16, axis=1):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+            frame.rate = 16000
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def make_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, name in enumerate(GOOD_CLIPS):
+        make_clip(folder / name, period_s=0.6 + 0.2 * seed, seed=seed)
+    (folder / "corrupt.mp4").write_bytes(np.random.default_rng(9).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    make_audio_only(folder / "sound.mp4")
+    return folder
+
+
+def run_main(*args: str | Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The real console entry point, in-process: exit code, stdout, stderr."""
+    argv = sys.argv
+    sys.argv = ["autofunscript", *map(str, args)]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file's modification time and content, hidden files included."""
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One CLI batch over 3 good clips, a corrupt file and an audio-only file, with an HTML report."""
+    folder = make_folder(tmp_path_factory.mktemp("batch") / "videos")
+    report = folder.parent / "report.html"
+    result = subprocess.run([sys.executable, "-m", "autofunscript", "batch", str(folder), "--workers", "2",
+                             "--axes", "roll", "--report", str(report)], capture_output=True, text=True, timeout=300)
+    return {"folder": folder, "report": report, "proc": result}
+
+
+# --- discovery -----------------------------------------------------------------------------------------
+
+
+def test_find_videos_is_sorted_skips_hidden_and_non_videos_and_recurses_on_request(tmp_path: Path) -> None:
+    for name in ("b.mp4", "a.MKV", "c.webm", "notes.txt", "a.funscript", ".hidden.mp4",
+                 "sub/d.mov", "sub/deeper/e.avi", ".cache/f.mp4", "sub/.g.wmv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    names = lambda videos: [str(v.relative_to(tmp_path)) for v in videos]  # noqa: E731
+    assert names(find_videos([tmp_path])) == ["a.MKV", "b.mp4", "c.webm"]
+    assert names(find_videos([tmp_path], recursive=True)) == ["a.MKV", "b.mp4", "c.webm", "sub/d.mov",
+                                                               "sub/deeper/e.avi"]
+    # a named file comes first, once, even though the folder also holds it
+    assert names(find_videos([tmp_path / "c.webm", tmp_path])) == ["c.webm", "a.MKV", "b.mp4"]
+
+
+def test_find_videos_refuses_a_missing_path_and_warns_about_named_non_videos(tmp_path: Path,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from autofunscript.errors import AutofunscriptError
+
+    with pytest.raises(AutofunscriptError, match="nothing-here: no such file or folder"):
+        find_videos([tmp_path / "nothing-here"])
+    (tmp_path / "clip.funscript").write_text("{}")
+    assert find_videos([tmp_path / "clip.funscript"]) == []
+    assert "clip.funscript: not a video file extension" in caplog.text
+
+
+# --- the CLI over good and broken files ---------------------------------------------------------------
+
+
+def test_batch_writes_good_scripts_reports_broken_files_and_exits_non_zero(first_run: dict) -> None:
+    folder, proc = first_run["folder"], first_run["proc"]
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for name in GOOD_CLIPS:
+        script = read_funscript(folder / name.replace(".mp4", ".funscript"))
+        assert len(script) > 10 and script.pos.max() - script.pos.min() > 40
+        assert len(read_funscript(folder / name.replace(".mp4", ".roll.funscript"))) > 1
+    assert not (folder / "corrupt.funscript").exists() and not (folder / "sound.funscript").exists()
+    assert re.search(r"^failed +.*corrupt\.mp4: ", proc.stdout, re.M)
+    assert re.search(r"^failed +.*sound\.mp4: ", proc.stdout, re.M)
+    assert "5 videos: 3 written, 2 failed" in proc.stdout
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")], "temp files left behind"
+
+
+def test_scripts_match_what_generate_writes(first_run: dict, tmp_path: Path, capsys) -> None:
+    video = shutil.copy(first_run["folder"] / "beta.mp4", tmp_path / "beta.mp4")
+    assert run_main("generate", video, "--axes", "roll", capsys=capsys)[0] == 0
+    for suffix in (".funscript", ".roll.funscript"):
+        alone = read_funscript(tmp_path / f"beta{suffix}")
+        batched = read_funscript(first_run["folder"] / f"beta{suffix}")
+        assert np.array_equal(alone.at, batched.at) and np.array_equal(alone.pos, batched.pos)
+
+
+def test_html_report_lists_every_video_with_status_and_embedded_heatmaps(first_run: dict) -> None:
+    page = first_run["report"].read_text()
+    for name in GOOD_CLIPS:
+        assert re.search(rf">{re.escape(name)}<.*?class=\"written\">written<", page)
+    for name in ("corrupt.mp4", "sound.mp4"):
+        assert re.search(rf">{re.escape(name)}<.*?class=\"failed\">failed<.*?class=\"error\">[^<]*{name}", page)
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == len(GOOD_CLIPS)
+    heatmap = cv2.imdecode(np.frombuffer(base64.b64decode(images[0]), np.uint8), cv2.IMREAD_COLOR)
+    assert heatmap.shape == (90, 600, 3) and heatmap.std() > 10
+
+
+def test_rerun_skips_finished_videos_and_writes_a_json_report(first_run: dict, capsys) -> None:
+    folder = first_run["folder"]
+    before = snapshot(folder)
+    report = folder.parent / "again.json"
+    code, out, err = run_main("batch", folder, "--skip-existing", "--report", report, capsys=capsys)
+    assert code == 1  # the broken files are still broken
+    assert snapshot(folder) == before
+    assert "5 videos: 0 written, 3 skipped, 2 failed" in out
+    data = json.loads(report.read_text())
+    assert data["counts"] == {"written": 0, "skipped": 3, "failed": 2, "interrupted": 0}
+    by_name = {Path(v["video"]).name: v for v in data["videos"]}
+    assert list(by_name) == ["alpha.mp4", "beta.mp4", "corrupt.mp4", "gamma.mp4", "sound.mp4"]
+    for name in GOOD_CLIPS:
+        video = by_name[name]
+        assert video["status"] == SKIPPED and video["script"] == str(folder / name.replace(".mp4", ".funscript"))
+        assert video["strokes"] >= 4 and video["actions"] > 10
+    assert by_name["corrupt.mp4"]["status"] == FAILED and "corrupt.mp4" in by_name["corrupt.mp4"]["error"]
+    assert data["settings"]["post"]["max_speed"] == 400.0
+
+
+def test_force_regenerates_and_a_folder_of_finished_videos_exits_zero(first_run: dict, tmp_path: Path,
+                                                                      capsys) -> None:
+    for name in GOOD_CLIPS[:2]:
+        shutil.copy(first_run["folder"] / name, tmp_path / name)
+    (tmp_path / "alpha.funscript").write_text('{"actions": [{"at": 0, "pos": 0}, {"at": 500, "pos": 100}]}')
+    code, out, _ = run_main("batch", tmp_path, "--workers", "1", capsys=capsys)
+    assert code == 0 and "2 videos: 1 written, 1 skipped, 0 failed" in out
+    assert len(read_funscript(tmp_path / "alpha.funscript")) == 2  # kept: it may be a hand-edited script
+    code, out, _ = run_main("batch", tmp_path, "--workers", "1", "--force", capsys=capsys)
+    assert code == 0 and "2 videos: 2 written, 0 failed" in out
+    assert len(read_funscript(tmp_path / "alpha.funscript")) > 10
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "local", "--address", "127.0.0.1:1"], "--address needs a cluster engine"),
+    (["--report", "out.txt"], "out.txt: the report is JSON or HTML"),
+    (["--report", "missing/report.json"], "folder missing does not exist"),
+])
+def test_bad_batch_arguments_are_one_line_errors(first_run: dict, args: list[str], message: str, capsys) -> None:
+    code, out, err = run_main("batch", first_run["folder"], *args, capsys=capsys)
+    assert code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_a_folder_without_videos_is_an_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    code, _, err = run_main("batch", tmp_path, capsys=capsys)
+    assert code == 2 and "no videos found" in err and "--recursive" in err
+
+
+def test_two_videos_with_one_script_name_fail_instead_of_overwriting(tmp_path: Path) -> None:
+    make_clip(tmp_path / "same.mp4")
+    shutil.copy(tmp_path / "same.mp4", tmp_path / "same.mkv")
+    result = run_batch(find_videos([tmp_path]), workers=1)
+    statuses = {o.video.name: o.status for o in result.outcomes}
+    assert statuses == {"same.mkv": WRITTEN, "same.mp4": FAILED}
+    assert "same.funscript is also same.mkv's" in result.failed[0].error
+
+
+# --- Ctrl+C --------------------------------------------------------------------------------------------
+
+
+class _InterruptAfterFirst:
+    """A listener that presses Ctrl+C (in the driver) as soon as the first video is written."""
+
+    def __init__(self) -> None:
+        self.finished_outcomes: list[VideoOutcome] = []
+
+    def started(self, jobs, workers) -> None:
+        pass
+
+    def progress(self, job, done_s, total_s) -> None:
+        pass
+
+    def finished(self, outcome: VideoOutcome) -> None:
+        self.finished_outcomes.append(outcome)
+        if outcome.status == WRITTEN and sum(o.status == WRITTEN for o in self.finished_outcomes) == 1:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_keeps_finished_scripts_writes_nothing_half_and_a_rerun_completes(tmp_path: Path) -> None:
+    for i in range(4):
+        make_clip(tmp_path / f"clip{i}.mp4", seconds=2.0 + i, seed=i)
+    videos = find_videos([tmp_path])
+    result: BatchResult = run_batch(videos, workers=1, listener=_InterruptAfterFirst())
+    assert result.interrupted
+    statuses = [o.status for o in result.outcomes]
+    # one worker: the first video is done, the last one cannot have started; one between may have finished
+    assert statuses[0] == WRITTEN and statuses[-1] == INTERRUPTED and set(statuses) == {WRITTEN, INTERRUPTED}
+    written = [o.script.name for o in result.outcomes if o.status == WRITTEN]
+    assert sorted(p.name for p in tmp_path.glob("*.funscript")) == written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    rerun = run_batch(videos, workers=2)
+    assert [o.status for o in rerun.outcomes] == [SKIPPED if s == WRITTEN else WRITTEN for s in statuses]
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_command_exits_130_and_leaves_only_whole_scripts(tmp_path: Path) -> None:
+    for i in range(3):
+        make_clip(tmp_path / f"clip{i}.mp4", seconds=6.0, seed=i)
+    proc = subprocess.Popen([sys.executable, "-m", "autofunscript", "batch", str(tmp_path), "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        first = proc.stdout.readline()  # the first finished video
+        assert first.startswith("written "), first + proc.stderr.read()
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err + out
+    assert "interrupted" in out
+    scripts = sorted(tmp_path.glob("*.funscript"))
+    assert 1 <= len(scripts) < 3
+    for script in scripts:
+        assert len(read_funscript(script)) > 10
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# --- cluster engines -----------------------------------------------------------------------------------
+
+
+def _scripts_of(folder: Path) -> dict[str, tuple[list[int], list[int]]]:
+    return {p.name: (read_funscript(p).at.tolist(), read_funscript(p).pos.tolist())
+            for p in sorted(folder.glob("*.funscript"))}
+
+
+def test_dask_cluster_engine_writes_the_same_scripts(first_run: dict, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    for name in (*GOOD_CLIPS, "corrupt.mp4"):
+        shutil.copy(first_run["folder"] / name, tmp_path / name)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        result = run_batch(find_videos([tmp_path]), OPTIONS, engine="dask", address=cluster.scheduler_address)
+    assert result.workers == 2
+    assert [o.status for o in result.outcomes] == [WRITTEN, WRITTEN, FAILED, WRITTEN]
+    expected = {k: v for k, v in _scripts_of(first_run["folder"]).items()}
+    assert _scripts_of(tmp_path) == expected
+
+
+@pytest.mark.slow
+def test_ray_engine_on_a_local_cluster_writes_the_same_scripts(first_run: dict, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    for name in GOOD_CLIPS[:2]:
+        shutil.copy(first_run["folder"] / name, tmp_path / name)
+    result = run_batch(find_videos([tmp_path]), OPTIONS, engine="ray", workers=2)
+    assert [o.status for o in result.outcomes] == [WRITTEN, WRITTEN]
+    expected = {k: v for k, v in _scripts_of(first_run["folder"]).items() if k.split(".")[0] in ("alpha", "beta")}
+    assert _scripts_of(tmp_path) == expected
