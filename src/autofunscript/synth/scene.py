@@ -151,7 +151,7 @@ class ClipPlan:
 
     def subject_centres(self) -> np.ndarray:
         """(N, eyes, 2) subject centre in whole-frame pixels, through camera, disparity and lens."""
-        return np.stack([self._to_frame(self.subject.centre, e) for e in range(self.eyes)], axis=1)
+        return np.stack([self._subject_to_frame(self.subject.centre, e) for e in range(self.eyes)], axis=1)
 
     def subject_boxes(self) -> np.ndarray:
         """(N, 4) x0, y0, x1, y1 around the subject's (first-eye) sprite rectangle in frame pixels."""
@@ -162,11 +162,11 @@ class ClipPlan:
         for sx, sy in ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)):
             dx, dy = sx * dims[:, 0], sy * dims[:, 1]
             world = self.subject.centre + np.stack([cos * dx - sin * dy, sin * dx + cos * dy], axis=1)
-            corners.append(self._to_frame(world, 0))
+            corners.append(self._subject_to_frame(world, 0))
         stack = np.stack(corners, axis=1)
         return np.hstack([stack.min(axis=1), stack.max(axis=1)])
 
-    def _to_frame(self, world: np.ndarray, eye: int) -> np.ndarray:
+    def _subject_to_frame(self, world: np.ndarray, eye: int) -> np.ndarray:
         shift = EYE_SIGN[eye] * (self.subject.disparity - self.background_disparity)
         pts = world + (shift, 0.0)
         cam = self.cameras[:, eye]
