@@ -128,8 +128,9 @@ def test_cuts_are_scene_changes_and_truth_continues(tmp_path: Path) -> None:
     frames, times, _ = decode(out)
     change = np.array([np.abs(b.astype(float) - a).mean() for a, b in zip(frames, frames[1:])])
     cut_steps = [int(np.argmin(np.abs(times - t))) - 1 for t in result.cut_times_s]
-    steady = np.delete(change, cut_steps)
-    assert change[cut_steps].min() > 2 * steady.max()
+    # the biggest frame-to-frame changes are exactly the reported cuts, far above the shaky-camera norm
+    assert sorted(np.argsort(change)[-len(cut_steps):]) == sorted(cut_steps)
+    assert change[cut_steps].min() > 3 * np.median(change)
     np.testing.assert_allclose(result.positions, reference().sample(times * 1000), atol=1e-9)
     assert len(set(result.plan.scene_index.tolist())) >= 2
 

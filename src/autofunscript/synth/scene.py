@@ -71,7 +71,8 @@ class Stroke:
 
     bottom: np.ndarray
     top: np.ndarray
-    angle_deg: float  # sprite rotation, clockwise on screen
+    angle_deg: float  # sprite rotation at mid-stroke, clockwise on screen
+    rock_deg: float  # extra rotation from bottom to top: the body pivots a little as it moves
     scale_bottom: float
     scale_top: float
 
@@ -82,6 +83,9 @@ class Stroke:
     def scale(self, pos: np.ndarray) -> np.ndarray:
         f = np.asarray(pos, float) / 100.0
         return self.scale_bottom + f * (self.scale_top - self.scale_bottom)
+
+    def angle(self, pos: np.ndarray) -> np.ndarray:
+        return self.angle_deg + (np.asarray(pos, float) / 100.0 - 0.5) * self.rock_deg
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,8 @@ def make_scene(seed: int, index: int, tone: np.ndarray, eye_size: tuple[int, int
     hi = np.minimum(np.array([w, h]) - half - 0.03 * h, (0.7 * w, h))
     anchor = np.where(lo < hi, rng.uniform(np.minimum(lo, hi), np.maximum(lo, hi)), (w / 2, h / 2)) + margin
     stroke = Stroke(bottom=anchor - up * stroke_len / 2, top=anchor + up * stroke_len / 2,
-                    angle_deg=tilt + rng.uniform(-8, 8), scale_bottom=1 - persp / 2, scale_top=1 + persp / 2)
+                    angle_deg=tilt + rng.uniform(-8, 8), rock_deg=rng.uniform(-8, 8), scale_bottom=1 - persp / 2,
+                    scale_top=1 + persp / 2)
     subject = body_sprite(rng, body_len, body_width, tone, light_direction(rng))
     swept = (*(anchor - half), *(anchor + half))  # resting body parts stay out of the subject's way
     background = paint_background(rng, h + 2 * margin, w + 2 * margin, tone, keep_clear=swept)
@@ -406,7 +411,7 @@ def plan_clip(positions_at, preset: Preset, seed: int, size: tuple[int, int], fp
         sel = scene_index == k
         centre[sel] = scene.stroke.centre(positions[sel])
         scale[sel] = scene.stroke.scale(positions[sel])
-        angle[sel] = scene.stroke.angle_deg
+        angle[sel] = scene.stroke.angle(positions[sel])
         if preset.motion_blur:
             t = times[sel]
             smear[sel] = (scene.stroke.centre(positions_at(t + exposure_s / 2))
