@@ -7,8 +7,8 @@
     python bench/model_ablation.py variants --corpus /work/cache/model-corpus --out /work/cache/model-variants
         trains the ablation variants (context length, inputs, routing) with `autofunscript train`.
     python bench/model_ablation.py run --variants /work/cache/model-variants [--presets hard,cuts]
-        runs bench/accuracy.py for the flow generator, the shipped model and each variant on the same clips,
-        and prints one table (extrema F1 / Pearson per preset) for the README.
+        on bench/accuracy.py's clips (same renders, same evaluate): one tracking pass per clip, then the flow
+        generator, the shipped model and each variant on the same windows; prints the README's table.
     python bench/model_ablation.py speed CLIP [--vr sbs]
         times generate --method model on one clip and the share spent in model inference.
 """
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from accuracy import PRESETS, SEGMENT_S, densest_segment  # noqa: E402
 
+from autofunscript.model.infer import ModelRunner  # noqa: E402
 from autofunscript.script.extrema import find_reversals  # noqa: E402
 from autofunscript.script.funscript import read_funscript  # noqa: E402
 
@@ -120,40 +121,90 @@ def train_variants(corpus_dir: Path, out: Path, threads: int, only: list[str]) -
         print(f"{name}: exit {done.returncode} in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def accuracy(method: str, presets: str, json_path: Path, weights: Path | None = None) -> dict:
-    cmd = [sys.executable, str(ROOT / "bench" / "accuracy.py"), "--method", method, "--presets", presets,
-           "--json", str(json_path)]
-    env = {**os.environ, "AUTOFUNSCRIPT_MODEL": str(weights)} if weights else None
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
-    return json.loads(json_path.read_text())
-
-
-def run(variants_dir: Path | None, presets: str, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    results = {"flow": accuracy("flow", presets, out / "flow.json")}
-    results["model"] = accuracy("model", presets, out / "model.json")
+def variant_runners(variants_dir: Path | None) -> dict[str, ModelRunner]:
+    runners = {"model": ModelRunner(threads=1)}
     if variants_dir is not None:
         for name in VARIANTS:
             weights = variants_dir / name / "motion.onnx"
-            if name != "shipped" and weights.exists():
-                results[f"model:{name}"] = accuracy("model", presets, out / f"{name}.json", weights)
+            if weights.exists():
+                runners[f"model:{name}"] = ModelRunner(weights, threads=1)
+    return runners
+
+
+def evaluate_case(clip: Path, vr: str | None, runners: dict[str, ModelRunner]) -> dict[str, dict]:
+    """One tracking pass over the clip, then the flow generator and every model on the same windows."""
+    from autofunscript.model.features import FeatureSpec
+    from autofunscript.model.infer import InferenceStats, predict_windows
+    from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
+    from autofunscript.pipeline import GenerateOptions, _Assembler, _window_positions, dense_to_script
+    from autofunscript.script.evaluate import evaluate
+    from autofunscript.script.funscript import Funscript
+
+    union = FeatureSpec(("flow", "edges", "mask", "patch"))
+    names = union.channel_names()
+    truth = read_funscript(clip.with_suffix(".funscript"))
+    started = time.perf_counter()
+    windows = list(iter_window_features(TrackRequest(clip, union, eye=vr), TrackSummary()))
+    tracking_s = time.perf_counter() - started
+    options = GenerateOptions(vr=vr)
+    rows: dict[str, dict] = {}
+
+    def score(dense, seconds: float, extra: dict | None = None) -> dict:
+        at, pos, _ = dense_to_script(dense, options.post)
+        row = evaluate(Funscript(at=at, pos=pos), truth).to_dict()
+        return {"extrema_f1": row["extrema_f1"], "pearson": row["pearson"], "mae": row["mae"],
+                "seconds": round(seconds, 3), **(extra or {})}
+
+    started = time.perf_counter()
+    assembler = _Assembler(())
+    for window, _ in windows:
+        assembler.add(window, *_window_positions(window, options, None))
+    rows["flow"] = score(assembler.result(), tracking_s + time.perf_counter() - started)
+    for name, runner in runners.items():
+        columns = [names.index(c) for c in runner.config.spec.channel_names()]
+        sliced = [(w, replace(f, values=f.values[:, columns])) for w, f in windows]
+        stats = InferenceStats()
+        started = time.perf_counter()
+        dense = predict_windows(sliced, runner, options, stats)
+        rows[name] = score(dense, tracking_s + time.perf_counter() - started, {"inference_s": round(stats.seconds, 3)})
+    return rows
+
+
+def run(variants_dir: Path | None, presets: str, scripts: str, out: Path) -> None:
+    from accuracy import main_scripts, render
+
+    runners = variant_runners(variants_dir)
+    chosen = [s for s in main_scripts() if not scripts or s.stem in scripts.split(",")]
     wanted = [p for p in presets.split(",") if p]
-    print("| method | " + " | ".join(f"{p} F1 / r" for p in wanted) + " | real F1 / r |")
-    print("|---|" + "---|" * (len(wanted) + 1))
-    for name, result in results.items():
+    cases: dict[str, dict[str, dict]] = {}
+    for preset in wanted:
+        for script in chosen:
+            clip = render(script, preset, 1)
+            case = f"{preset}-{script.stem}"
+            cases[case] = evaluate_case(clip, "sbs" if preset == "vr" else None, runners)
+            print(case, " ".join(f"{m}={r['extrema_f1']:.2f}/{r['pearson']:.2f}" for m, r in cases[case].items()),
+                  flush=True)
+    methods = ["flow", *runners]
+    print(f"\nmeans over {len(chosen)} scripts (seed 1): extrema F1 / Pearson r")
+    print("| method | " + " | ".join(wanted) + " |")
+    print("|---|" + "---|" * len(wanted))
+    summary: dict[str, dict[str, dict]] = {}
+    for method in methods:
         cells = []
-        for p in wanted:
-            s = result["presets"].get(p, {})
-            cells.append(f"{s.get('extrema_f1') or 0:.3f} / {s.get('pearson') or 0:.3f}")
-        real = [r for r in result.get("real", []) if "error" not in r]
-        cells.append(f"{np.mean([r['extrema_f1'] for r in real]):.3f} / {np.mean([r['pearson'] for r in real]):.3f}"
-                     if real else "-")
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    (out / "ablation.json").write_text(json.dumps(results, indent=1))
+        for preset in wanted:
+            rows = [cases[c][method] for c in cases if c.startswith(f"{preset}-")]
+            f1 = float(np.mean([r["extrema_f1"] for r in rows]))
+            r = float(np.mean([r["pearson"] or 0.0 for r in rows]))
+            summary.setdefault(method, {})[preset] = {"extrema_f1": round(f1, 4), "pearson": round(r, 4)}
+            cells.append(f"{f1:.3f} / {r:.3f}")
+        print(f"| {method} | " + " | ".join(cells) + " |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "summary": summary, "cases": cases}, indent=1))
+    print(f"wrote {out}")
 
 
 def speed(clip: Path, vr: str | None, repeats: int) -> None:
-    from autofunscript.model.infer import InferenceStats, ModelRunner, track_with_model
+    from autofunscript.model.infer import InferenceStats, track_with_model
     from autofunscript.pipeline import GenerateOptions, dense_to_script
 
     options = GenerateOptions(method="model", vr=vr)
@@ -181,7 +232,8 @@ def main() -> None:
     p = sub.add_parser("run")
     p.add_argument("--variants", type=Path, default=None)
     p.add_argument("--presets", default=",".join(PRESETS))
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model-ablation")
+    p.add_argument("--scripts", default="", help="comma-separated script stems (default: all)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model-ablation.json")
     p = sub.add_parser("speed")
     p.add_argument("clip", type=Path)
     p.add_argument("--vr", choices=["sbs", "ou"], default=None)
@@ -192,7 +244,7 @@ def main() -> None:
     elif args.command == "variants":
         train_variants(args.corpus, args.out, args.threads, [v for v in args.only.split(",") if v])
     elif args.command == "run":
-        run(args.variants, args.presets, args.out)
+        run(args.variants, args.presets, args.scripts, args.out)
     else:
         speed(args.clip, args.vr, args.repeats)
 

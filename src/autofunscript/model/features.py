@@ -148,8 +148,9 @@ def frame_rate(times_s: np.ndarray) -> float:
 
 
 def uniform_grid(times_s: np.ndarray) -> np.ndarray:
+    """FEATURE_RATE steps from the first frame up to (and just past) the last one."""
     span = float(times_s[-1] - times_s[0]) if times_s.size else 0.0
-    return times_s[0] + np.arange(int(np.floor(span * FEATURE_RATE + 1e-6)) + 1) / FEATURE_RATE
+    return times_s[0] + np.arange(int(np.ceil(span * FEATURE_RATE - 1e-6)) + 1) / FEATURE_RATE
 
 
 def resample_rows(times_s: np.ndarray, values: np.ndarray, new_times_s: np.ndarray) -> np.ndarray:

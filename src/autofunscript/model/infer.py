@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from autofunscript.model.card import ModelCard, read_card
 from autofunscript.model.features import WindowFeatures, model_input
 from autofunscript.model.router import HEADS, route
 from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
+from autofunscript.motion.segments import Window
 
 log = logging.getLogger("autofunscript")
 
@@ -90,13 +91,6 @@ class ModelRunner:
         self.config = self.card.config
         self.length = self.config.context_steps
 
-    def chunk_starts(self, n: int) -> list[int]:
-        if n <= self.length:
-            return [0]
-        hop = self.length // 2
-        starts = list(range(0, n - self.length, hop))
-        return starts + [n - self.length]
-
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         positions, logits = self.session.run(None, {"features": batch.astype(np.float32)})
         return positions, logits
@@ -106,7 +100,7 @@ class ModelRunner:
         """Outputs for a window's feature rows (N, C); `hint` is the known position at its first step."""
         started = time.perf_counter()
         n = values.shape[0]
-        starts = self.chunk_starts(n)
+        starts = chunk_starts(n, self.length)
         inputs = np.stack([model_input(values[s : s + self.length], self.length, self.config.spec,
                                        hint if s == 0 else None) for s in starts])
         outputs = [self.run(inputs[i : i + BATCH_CHUNKS]) for i in range(0, len(starts), BATCH_CHUNKS)]
@@ -123,6 +117,14 @@ class ModelRunner:
         if self.config.routing:
             return route(prediction.heads, prediction.logits).position
         return prediction.general
+
+
+def chunk_starts(n: int, length: int) -> list[int]:
+    """Starts of chunks of `length` covering n steps with half overlap (the last one flush with the end)."""
+    if n <= length:
+        return [0]
+    starts = list(range(0, n - length, length // 2))
+    return starts + [n - length]
 
 
 def _fit(new: np.ndarray, old: np.ndarray) -> tuple[float, float]:
@@ -160,11 +162,13 @@ def grid_to_frames(features: WindowFeatures, values: np.ndarray) -> np.ndarray:
     grid, frames = features.grid_times_s, features.frame_times_s
     if grid.size == 1:
         return np.full(frames.size, values[0])
-    filled = np.where(np.isnan(values), 0.0, values)
-    out = np.interp(frames, grid, filled)
+    known = ~np.isnan(values)
+    if not known.any():
+        return np.full(frames.size, np.nan)
+    out = np.interp(frames, grid[known], values[known])
     nearest = np.clip(np.rint((frames - grid[0]) * (grid.size - 1) / (grid[-1] - grid[0])).astype(int), 0,
                       grid.size - 1)
-    out[np.isnan(values)[nearest]] = np.nan
+    out[~known[nearest]] = np.nan
     return out
 
 
@@ -173,10 +177,9 @@ def track_with_model(path: Path, options, progress: Callable[[float, float], Non
                      stats: InferenceStats | None = None, initial_position: float | None = None):
     """The model's counterpart of pipeline.track_motion: (dense signal, cut times, frames, interrupted).
 
-    `options` is a pipeline.GenerateOptions; extra axes come from the classical analysis of each window.
+    `options` is a pipeline.GenerateOptions; `initial_position` (0-100) is the known position at the start.
     """
-    from autofunscript.pipeline import EXTRA_AXES, STILL_ENERGY, _Assembler, _poi_mask_for
-    from autofunscript.script.postprocess import robust_normalise
+    from autofunscript.pipeline import _poi_mask_for
 
     runner = runner or ModelRunner()
     poi = options.poi
@@ -188,23 +191,37 @@ def track_with_model(path: Path, options, progress: Callable[[float, float], Non
                            eye=options.vr, analysis_width=options.analysis_width,
                            drift_cutoff_hz=options.drift_cutoff_hz, roi_mask_for=roi_mask_for)
     summary = TrackSummary()
+    windows = iter_window_features(request, summary, progress, should_stop)
+    dense = predict_windows(windows, runner, options, stats, initial_position)
+    return dense, summary.cut_times_s, summary.frames, summary.interrupted
+
+
+def predict_windows(windows: Iterable[tuple[Window, WindowFeatures]], runner: ModelRunner, options,
+                    stats: InferenceStats | None = None, initial_position: float | None = None):
+    """Model positions for each window, normalised to the output range and joined like the flow generator's.
+
+    Extra axes come from the classical analysis of each window; a still window (by the flow generator's
+    own test) is NaN, so the last position is held through it.
+    """
+    from autofunscript.pipeline import EXTRA_AXES, STILL_ENERGY, _Assembler
+    from autofunscript.script.postprocess import robust_normalise
+
     axes = tuple(a for a in options.axes if a in EXTRA_AXES)
     assembler = _Assembler(axes)
     lo, hi = options.post.range
-    first = True
-    for window, features in iter_window_features(request, summary, progress, should_stop):
-        t = window.times_s.size
-        nan = np.full(t, np.nan)
-        hint = initial_position if first else None
-        first = False
+    hint = initial_position
+    for window, features in windows:
+        nan = np.full(window.times_s.size, np.nan)
         if features.classic.energy < STILL_ENERGY:
             assembler.add(window, nan, {name: nan for name in axes})
+            hint = None
             continue
         prediction = runner.predict(features.values, hint, stats)
+        hint = None
         position = grid_to_frames(features, runner.positions(prediction))
         moving = ~np.isnan(position)
         if moving.any():
             position[moving] = robust_normalise(position[moving], lo, hi)
         extra = {name: robust_normalise(features.classic.extra[name], 0, 100) for name in axes}
         assembler.add(window, position, extra)
-    return assembler.result(), summary.cut_times_s, summary.frames, summary.interrupted
+    return assembler.result()

@@ -1,0 +1,50 @@
+"""Inference: chunking and stitching, and the shipped model end to end on a stroking clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autofunscript.model.features import FEATURE_RATE, WindowFeatures, uniform_grid
+from autofunscript.model.infer import _stitch, chunk_starts, grid_to_frames
+
+
+@pytest.mark.parametrize("n", [1, 200, 300, 301, 1000, 1799])
+def test_chunks_cover_every_step(n: int):
+    starts = chunk_starts(n, 300)
+    covered = np.zeros(n, bool)
+    for s in starts:
+        covered[s : s + 300] = True
+    assert covered.all() and starts[0] == 0 and all(s + 300 <= max(n, 300) for s in starts)
+
+
+def test_stitching_undoes_per_chunk_normalisation():
+    n, length = 1000, 300
+    t = np.arange(n) / FEATURE_RATE
+    signal = np.sin(2 * np.pi * 0.8 * t) + 0.3 * np.sin(2 * np.pi * 0.07 * t)
+    starts = chunk_starts(n, length)
+    rng = np.random.default_rng(0)
+    positions, logits = [], []
+    for s in starts:
+        part = signal[s : s + length]
+        z = (part - part.mean()) / part.std()  # what the model predicts: positions normalised per chunk
+        positions.append(np.stack([z * rng.uniform(0.8, 1.2)] * 4))
+        logits.append(np.zeros((4, length)))
+    out = _stitch(starts, np.array(positions), np.array(logits), n)
+    assert out.general.shape == (n,) and out.heads.shape == (3, n) and out.logits.shape == (4, n)
+    assert np.corrcoef(out.general, signal)[0, 1] > 0.995
+
+
+def test_grid_values_reach_frames_with_holds_kept():
+    frames = np.arange(0, 4.0, 1 / 25)
+    grid = uniform_grid(frames)
+    values = grid.copy()
+    values[30:60] = np.nan  # a still segment: 1 s to 2 s
+    features = WindowFeatures(frames, grid, np.zeros((grid.size, 1), np.float32), classic=None)
+    out = grid_to_frames(features, values)
+    still = (frames > 1.02) & (frames < 1.98)
+    assert np.isnan(out[still]).all()
+    moving = (frames < 0.98) | (frames > 2.02)
+    assert np.allclose(out[moving], frames[moving], atol=1e-6)
