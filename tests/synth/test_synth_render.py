@@ -120,7 +120,6 @@ def test_vr_is_side_by_side_two_to_one_with_disparity(tmp_path: Path) -> None:
     assert 0 < shift < 0.06 * 160  # ...by a small crossed disparity of the near subject
 
 
-@pytest.mark.slow
 def test_cuts_are_scene_changes_and_truth_continues(tmp_path: Path) -> None:
     out = tmp_path / "cuts.mp4"
     result = render_clip(reference(), out, preset="cuts", seed=2, size=(160, 90), fps=10.0, duration_s=26.0)
