@@ -1,0 +1,166 @@
+"""Accuracy benchmark: generate scripts for ground-truth clips and evaluate them.
+
+Suite: 60 s segments of every real script in ../shared/data/funscripts (the densest minute of each),
+rendered with `autofunscript synth` for each preset, plus the real clips in ../shared/data/videos with
+the reference scripts in bench/references. Rendered clips are cached in bench/cache/accuracy, so reruns
+only pay for generate. Prints a table per preset and per real clip and writes JSON.
+
+    python bench/accuracy.py --method flow [--presets easy,hard] [--scripts real_01,real_05] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from autofunscript.script.evaluate import evaluate
+from autofunscript.script.extrema import find_reversals
+from autofunscript.script.funscript import read_funscript
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+CACHE = ROOT / "bench" / "cache" / "accuracy"
+REFERENCES = ROOT / "bench" / "references"
+PRESETS = ("easy", "medium", "hard", "cuts", "vr")
+SEGMENT_S = 60.0
+METRICS = ("extrema_f1", "pearson", "mae", "shift_ms", "amplitude_error")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autofunscript", *args], capture_output=True, text=True)
+
+
+def densest_segment(path: Path, length_s: float) -> tuple[float, float]:
+    """Start and duration of the window of `length_s` with the most reversals (the script's busiest minute)."""
+    script = read_funscript(path)
+    at = script.at[script.at >= 0].astype(float) / 1000.0
+    pos = script.pos[script.at >= 0]
+    span = at[-1] - at[0]
+    if span <= length_s:
+        return float(at[0]), float(span)
+    rev_t = at[find_reversals(pos, 10).index]
+    starts = np.arange(at[0], at[-1] - length_s, 5.0)
+    counts = np.searchsorted(rev_t, starts + length_s) - np.searchsorted(rev_t, starts)
+    return float(starts[int(np.argmax(counts))]), length_s
+
+
+def main_scripts() -> list[Path]:
+    """Real scripts, one per video (sibling axis files are not separate stroke scripts)."""
+    files = sorted((SHARED / "funscripts").glob("*.funscript"))
+    return [f for f in files if f.name.count(".") == 1]
+
+
+def render(script: Path, preset: str, seed: int) -> Path:
+    clip = CACHE / preset / f"{script.stem}_s{seed}.mp4"
+    if clip.exists() and clip.with_suffix(".funscript").exists():
+        return clip
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    start, duration = densest_segment(script, SEGMENT_S)
+    done = cli("synth", "--script", str(script), "--out", str(clip), "--preset", preset, "--seed", str(seed),
+               "--start", f"{start:.3f}", "--duration", f"{duration:.3f}", "--force")
+    if done.returncode != 0:
+        raise RuntimeError(f"synth failed for {script.name}/{preset}: {done.stderr.strip()}")
+    return clip
+
+
+def run_case(name: str, video: Path, truth: Path, method: str, out_dir: Path, extra: list[str]) -> dict:
+    out = out_dir / f"{name}.funscript"
+    started = time.perf_counter()
+    done = cli("generate", str(video), "--out", str(out), "--method", method, "--force", *extra)
+    elapsed = time.perf_counter() - started
+    row: dict = {"case": name, "video": str(video), "seconds": round(elapsed, 2)}
+    if done.returncode != 0:
+        row["error"] = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        return row
+    result = evaluate(read_funscript(out), read_funscript(truth)).to_dict()
+    row.update(result)
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    ok = [r for r in rows if "error" not in r]
+    summary = {"cases": len(rows), "failed": len(rows) - len(ok),
+               "inverted": sum(bool(r.get("inverted")) for r in ok)}
+    for key in METRICS:
+        values = [r[key] for r in ok if r.get(key) is not None]
+        summary[key] = float(np.mean(values)) if values else None
+        if key in ("extrema_f1", "pearson") and values:
+            summary[f"{key}_min"] = float(np.min(values))
+    return summary
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) and abs(value) < 10 else f"{value:.0f}" if isinstance(value, float) else str(value)
+
+
+def print_table(title: str, rows: dict[str, dict]) -> None:
+    cols = ["cases", "failed", "inverted", *METRICS, "extrema_f1_min", "pearson_min"]
+    print(f"\n{title}")
+    print("| name | " + " | ".join(cols) + " |")
+    print("|" + "---|" * (len(cols) + 1))
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in cols) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", default="flow")
+    parser.add_argument("--presets", default=",".join(PRESETS))
+    parser.add_argument("--scripts", default="", help="comma-separated script stems (default: all)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-real", action="store_true", help="skip the real clips")
+    parser.add_argument("--json", type=Path, default=None, help="output JSON (default bench/results/accuracy-METHOD.json)")
+    parser.add_argument("--extra", default="", help="extra generate options, space-separated")
+    args = parser.parse_args()
+
+    scripts = main_scripts()
+    if args.scripts:
+        wanted = set(args.scripts.split(","))
+        scripts = [s for s in scripts if s.stem in wanted]
+    extra = args.extra.split()
+    out_dir = CACHE / f"out-{args.method}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_preset: dict[str, list[dict]] = {}
+    for preset in [p for p in args.presets.split(",") if p]:
+        rows = []
+        for script in scripts:
+            clip = render(script, preset, args.seed)
+            vr = ["--vr", "sbs"] if preset == "vr" else []
+            row = run_case(f"{preset}-{script.stem}", clip, clip.with_suffix(".funscript"), args.method, out_dir,
+                           extra + vr)
+            rows.append(row)
+            print(f"{row['case']:24s} " + (row.get("error") or " ".join(f"{k}={fmt(row.get(k))}" for k in METRICS)),
+                  flush=True)
+        per_preset[preset] = rows
+    real_rows = []
+    if not args.no_real:
+        for ref in sorted(REFERENCES.glob("*.funscript")):
+            video = SHARED / "videos" / f"{ref.stem}.mp4"
+            if video.exists():
+                row = run_case(f"real-{ref.stem}", video, ref, args.method, out_dir, extra)
+                real_rows.append(row)
+                print(f"{row['case']:24s} " + (row.get("error") or " ".join(f"{k}={fmt(row.get(k))}" for k in METRICS)),
+                      flush=True)
+
+    summaries = {preset: summarise(rows) for preset, rows in per_preset.items()}
+    print_table(f"method={args.method}, per preset (means over {len(scripts)} scripts, seed {args.seed})", summaries)
+    if real_rows:
+        print_table("real clips", {r["case"]: {**r, "cases": 1, "failed": int("error" in r)} for r in real_rows})
+    result = {"method": args.method, "date": time.strftime("%Y-%m-%d"), "seed": args.seed, "presets": summaries,
+              "cases": {preset: rows for preset, rows in per_preset.items()}, "real": real_rows}
+    target = args.json or ROOT / "bench" / "results" / f"accuracy-{args.method}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {target}")
+
+
+if __name__ == "__main__":
+    main()
