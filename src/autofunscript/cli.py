@@ -6,6 +6,7 @@ Errors the user can fix are AutofunscriptError: printed as one line, exit 2. Ctr
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 import click
@@ -84,12 +85,15 @@ def _post_settings(range_: str, max_speed: float, smooth_ms: float | None, simpl
                         simplify=simplify, invert=invert, offset_ms=offset_ms)
 
 
-def _check_writable(paths) -> None:
+def _check_writable(paths, force: bool = False) -> None:
+    """Refuse before any work is done: an existing output (unless forced) or a folder that cannot take it."""
     for target in paths:
-        if target.exists():
+        if target.exists() and not force:
             raise AutofunscriptError(f"{target}: already exists (use --force to overwrite)")
         if not target.parent.is_dir():
             raise AutofunscriptError(f"{target}: folder {target.parent} does not exist")
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            raise AutofunscriptError(f"{target}: folder {target.parent} is not writable")
 
 
 def _generate_options(func):
@@ -134,21 +138,24 @@ def _generate_settings(method: str, poi: str | None, poi_size: float | None, sta
 @_generate_options
 def generate(video: Path, out: Path | None, force: bool, **settings) -> int:
     """Track the motion in VIDEO and write VIDEO.funscript beside it."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from autofunscript.pipeline import generate as run_generate
     from autofunscript.script.funscript import axis_path, write_funscript
 
     options = _generate_settings(**settings)
-    if not video.is_file():
+    if not video.exists():
         raise AutofunscriptError(f"{video}: no such file")
     out = out or video.with_suffix(".funscript")
-    if not force:
-        _check_writable([out, *(axis_path(out, a) for a in options.axes)])
-    elif not out.parent.is_dir():
-        raise AutofunscriptError(f"{out}: folder {out.parent} does not exist")
+    if out.resolve() == video.resolve():
+        raise AutofunscriptError(f"{out}: is the video itself; choose another --out")
+    _check_writable([out, *(axis_path(out, a) for a in options.axes)], force)
+    # the bar goes to stderr so stdout holds only the result; piped, it would only print stray blank lines
+    console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TextColumn("{task.fields[fps]:>6.0f} fps"), TimeRemainingColumn(), transient=True) as bar:
+                  TextColumn("{task.fields[fps]:>6.0f} fps"), TimeRemainingColumn(), transient=True,
+                  console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task(video.name, total=1.0, fps=0.0)
         frames = [0]
 
@@ -187,8 +194,7 @@ def tune(script_path: Path, out: Path | None, force: bool, **post) -> None:
     script = read_funscript(script_path)
     stem = script_path.name[: -len(".funscript")] if script_path.name.endswith(".funscript") else script_path.stem
     out = out or script_path.with_name(f"{stem}.tuned.funscript")
-    if not force:
-        _check_writable([out])
+    _check_writable([out], force)
     at, pos, report = run_tune(script.at, script.pos, settings)
     tuned = script.copy_with(at, pos)
     tuned.axes = {}

@@ -206,8 +206,13 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
         dense, cuts, frames, interrupted = track_with_model(path, options, progress)
     else:
         dense, cuts, frames, interrupted = track_motion(path, options, progress)
+    nothing_tracked = frames < 2 or bool(np.isnan(dense.position).all())
+    if nothing_tracked and interrupted:
+        raise KeyboardInterrupt  # stopped before any motion was tracked: nothing to keep, not a bad video
     if frames < 2:
         raise AutofunscriptError(f"{path}: fewer than 2 frames to compare; nothing written")
+    if nothing_tracked:
+        raise AutofunscriptError(f"{path}: no motion found (still picture?); nothing written")
     at, pos, report = dense_to_script(dense, options.post)
     seconds = float(dense.times_s[-1] - dense.times_s[0]) if dense.times_s.size else 0.0
     notes = {"generator": f"autofunscript {__version__}", "method": options.method,
