@@ -88,6 +88,8 @@ def _post_settings(range_: str, max_speed: float, smooth_ms: float | None, simpl
 def _check_writable(paths, force: bool = False) -> None:
     """Refuse before any work is done: an existing output (unless forced) or a folder that cannot take it."""
     for target in paths:
+        if target.is_dir():
+            raise AutofunscriptError(f"{target}: is a folder; give the output file's name")
         if target.exists() and not force:
             raise AutofunscriptError(f"{target}: already exists (use --force to overwrite)")
         if not target.parent.is_dir():
@@ -120,6 +122,12 @@ def _generate_settings(method: str, poi: str | None, poi_size: float | None, sta
     from autofunscript.pipeline import EXTRA_AXES, GenerateOptions, Poi
 
     settings = _post_settings(**post, default_smooth=0.0)
+    if start_s < 0:
+        raise click.BadParameter(f"--start must not be negative, got {start_s:g}")
+    if end_s is not None and end_s <= start_s:
+        raise click.BadParameter(f"--end {end_s:g} must be after --start {start_s:g}")
+    if poi_size is not None and poi_size <= 0:
+        raise click.BadParameter(f"--poi-size must be positive, got {poi_size:g}")
     axis_names = tuple(a.strip() for a in axes.split(",") if a.strip())
     unknown = [a for a in axis_names if a not in EXTRA_AXES]
     if unknown:

@@ -23,7 +23,7 @@ from autofunscript.motion.signal import analyse_window
 from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, robust_normalise,
                                              smooth, to_actions)
-from autofunscript.video.stream import open_video
+from autofunscript.video.stream import VideoInfo, open_video
 
 # Below this mean squared ROI velocity (analysis px/frame) a window is camera noise, not a subject.
 STILL_ENERGY = 0.02
@@ -156,6 +156,26 @@ def dense_to_script(dense: DenseSignal, post: PostSettings) -> tuple[np.ndarray,
     return finish(at, pos, post)
 
 
+def _eye_size(info: VideoInfo, vr: str | None) -> tuple[int, int]:
+    """The analysed picture's size in source pixels: one eye of a VR frame."""
+    return (info.width // 2 if vr == "sbs" else info.width, info.height // 2 if vr == "ou" else info.height)
+
+
+def _check_range_and_poi(path: Path, info: VideoInfo, options: GenerateOptions) -> None:
+    """Refuse a start or POI that selects nothing, rather than failing later as a still or too-short video."""
+    if options.start_s >= info.duration_s:
+        raise AutofunscriptError(f"{path}: start {options.start_s:g} s is not before the end of the video "
+                                 f"({info.duration_s:.1f} s)")
+    if options.poi is not None:
+        poi = options.poi
+        width, height = _eye_size(info, options.vr)
+        x, y = (poi.x * width, poi.y * height) if poi.relative else (poi.x, poi.y)
+        if not (0 <= x <= width and 0 <= y <= height):
+            eye = " (one eye)" if options.vr else ""
+            raise AutofunscriptError(f"{path}: point of interest {poi.x:g},{poi.y:g} is outside the "
+                                     f"{width}x{height} frame{eye}")
+
+
 def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallback | None = None,
                  should_stop: Callable[[], bool] | None = None) -> tuple[DenseSignal, list[float], int, bool]:
     """Decode and track; returns the dense signal, cut times, frames read and whether it was cut short."""
@@ -166,6 +186,7 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
     interrupted = False
     with open_video(path) as stream:
         info = stream.info
+        _check_range_and_poi(path, info, options)
         end_s = min(options.end_s, info.duration_s) if options.end_s else info.duration_s
         total = max(end_s - options.start_s, 1e-6)
         roi_mask = None
@@ -173,10 +194,8 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
             for frame in stream.frames(start_s=options.start_s, end_s=options.end_s,
                                        width=options.analysis_width, eye=options.vr):
                 if roi_mask is None and options.poi is not None:
-                    source_w = info.width // 2 if options.vr == "sbs" else info.width
-                    source_h = info.height // 2 if options.vr == "ou" else info.height
                     roi_mask = _poi_mask_for(options.poi, frame.image.shape[1], frame.image.shape[0],
-                                             source_w, source_h, tracker.cell)
+                                             *_eye_size(info, options.vr), tracker.cell)
                 sample = tracker.update(frame.image, frame.time_s)
                 frames += 1
                 for window in windower.push(sample):
