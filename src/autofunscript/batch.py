@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -46,7 +47,7 @@ WRITTEN, SKIPPED, FAILED, INTERRUPTED = "written", "skipped", "failed", "interru
 
 PROGRESS_INTERVAL_S = 0.25  # workers report (and look for a stop request) at most this often
 POLL_INTERVAL_S = 0.1
-HEATMAP_SIZE = (600, 90)
+HEATMAP_SIZE = (480, 72)
 
 
 # --- finding the videos ------------------------------------------------------------------------------
@@ -162,6 +163,7 @@ def _describe_script(outcome: VideoOutcome, script: Funscript) -> None:
     stats = script_stats(script)
     outcome.actions, outcome.strokes = stats.actions, stats.strokes
     outcome.max_speed, outcome.fast_segments = stats.max_speed, stats.fast_segments
+    outcome.video_seconds = outcome.video_seconds or stats.duration_s  # a skipped video's length, from its script
     if stats.fast_segments:
         outcome.warnings.append(f"{stats.fast_segments} segments faster than {FAST_POS_PER_S:g} pos/s "
                                 f"(fastest {stats.max_speed:.0f})")
@@ -224,11 +226,11 @@ class Engine(Protocol):
 
     def outcome(self, handle: Any) -> VideoOutcome: ...
 
-    def cancel(self, handle: Any) -> None: ...
-
     def progress(self) -> list[tuple[int, float, float]]: ...
 
     def request_stop(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 _local_channel: _LocalChannel | None = None
@@ -279,9 +281,6 @@ class _LocalEngine:
     def outcome(self, handle: Future) -> VideoOutcome:
         return handle.result()
 
-    def cancel(self, handle: Future) -> None:
-        handle.cancel()
-
     def progress(self) -> list[tuple[int, float, float]]:
         import queue
 
@@ -298,6 +297,16 @@ class _LocalEngine:
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.channel.queue.close()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl+C while a local cluster starts its processes, so they inherit the ignoring."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _DaskChannel:
@@ -334,7 +343,8 @@ class _DaskEngine:
         try:
             from distributed import Client, Event, LocalCluster, Queue
         except ImportError:
-            raise AutofunscriptError("--engine dask needs Dask distributed: pip install 'autofunscript[dask]'") from None
+            raise AutofunscriptError("--engine dask needs Dask distributed: "
+                                     "pip install 'autofunscript[dask]'") from None
         self.cluster = None
         if address:
             try:
@@ -342,8 +352,9 @@ class _DaskEngine:
             except OSError as exc:
                 raise AutofunscriptError(f"{address}: cannot reach the Dask scheduler ({exc})") from None
         else:
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None)
+            with _sigint_ignored():  # its worker processes inherit that: only we handle Ctrl+C
+                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         self.workers = max(sum(self.client.nthreads().values()), 1)
         self.channel = _DaskChannel(f"autofunscript-progress-{uuid.uuid4().hex}",
@@ -352,16 +363,14 @@ class _DaskEngine:
         self.stop = Event(self.channel.event_name, client=self.client)
 
     def submit(self, job: VideoJob) -> Any:
-        return self.client.submit(process_video, job, self.channel, pure=False, key=f"video-{job.index}-{uuid.uuid4().hex}")
+        return self.client.submit(process_video, job, self.channel, pure=False,
+                                  key=f"video-{job.index}-{uuid.uuid4().hex}")
 
     def done(self, handle: Any) -> bool:
         return handle.done()
 
     def outcome(self, handle: Any) -> VideoOutcome:
         return handle.result()
-
-    def cancel(self, handle: Any) -> None:
-        handle.cancel()
 
     def progress(self) -> list[tuple[int, float, float]]:
         return [tuple(m) for m in self.queue.get(batch=True)]
@@ -418,9 +427,11 @@ class _RayEngine:
         self.ray = ray
         try:
             if address:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                with _sigint_ignored():
+                    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                             logging_level=logging.ERROR)
         except ConnectionError as exc:
             raise AutofunscriptError(f"{address}: cannot reach the Ray cluster ({exc})") from None
         self.workers = max(int(ray.cluster_resources().get("CPU", 1)), 1)
@@ -436,9 +447,6 @@ class _RayEngine:
 
     def outcome(self, handle: Any) -> VideoOutcome:
         return self.ray.get(handle)
-
-    def cancel(self, handle: Any) -> None:
-        self.ray.cancel(handle)
 
     def progress(self) -> list[tuple[int, float, float]]:
         return self.ray.get(self.channel.actor.drain.remote())
@@ -500,7 +508,8 @@ class BatchResult:
         return [o for o in self.outcomes if o.status == FAILED]
 
 
-def plan_jobs(videos: Sequence[Path], options: GenerateOptions, force: bool) -> tuple[list[VideoJob], dict[int, VideoOutcome]]:
+def plan_jobs(videos: Sequence[Path], options: GenerateOptions,
+              force: bool) -> tuple[list[VideoJob], dict[int, VideoOutcome]]:
     """Jobs for the videos still to do, and outcomes decided without running anything (skips, clashes)."""
     jobs: list[VideoJob] = []
     decided: dict[int, VideoOutcome] = {}
@@ -518,12 +527,36 @@ def plan_jobs(videos: Sequence[Path], options: GenerateOptions, force: bool) -> 
     return jobs, decided
 
 
-def _drive(engine: Engine, jobs: list[VideoJob], listener: BatchListener | None) -> tuple[dict[int, VideoOutcome], bool]:
+@contextmanager
+def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
+    """Turn the first Ctrl+C into a stop request; a second one interrupts at once.
+
+    A KeyboardInterrupt can land anywhere, even in a finaliser where Python swallows it, so the batch loop
+    polls a flag instead. Left alone outside the main thread and where Ctrl+C is ignored (background jobs).
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        yield
+        return
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _drive(engine: Engine, jobs: list[VideoJob],
+           listener: BatchListener | None) -> tuple[dict[int, VideoOutcome], bool]:
     """Run the jobs to the end, or on Ctrl+C stop the workers and collect what they finished."""
     pending = {engine.submit(job): job for job in jobs}
     by_index = {job.index: job for job in jobs}
     outcomes: dict[int, VideoOutcome] = {}
-    stopping = False
+    stop = threading.Event()
 
     def collect() -> None:
         for index, done_s, total_s in engine.progress():
@@ -533,26 +566,26 @@ def _drive(engine: Engine, jobs: list[VideoJob], listener: BatchListener | None)
             job = pending.pop(handle)
             try:
                 outcome = engine.outcome(handle)
-            except Exception as exc:  # the worker died or the task was cancelled: the video is not done
-                outcome = VideoOutcome(job.video, job.script, INTERRUPTED if stopping else FAILED,
-                                       error=None if stopping else f"{job.video}: worker failed ({type(exc).__name__}: {exc})")
+            except Exception as exc:  # the worker died: the video is not done
+                outcome = VideoOutcome(job.video, job.script, INTERRUPTED if stop.is_set() else FAILED,
+                                       error=f"{job.video}: worker failed ({type(exc).__name__}: {exc})")
             outcomes[job.index] = outcome
             if listener is not None:
                 listener.finished(outcome)
 
-    try:
-        while pending:
-            collect()
-            time.sleep(POLL_INTERVAL_S)
-    except KeyboardInterrupt:
-        stopping = True
-        engine.request_stop()
-        for handle in pending:
-            engine.cancel(handle)
-        while pending:
-            collect()
-            time.sleep(POLL_INTERVAL_S)
-    return outcomes, stopping
+    with _ctrl_c_sets(stop):
+        try:
+            while pending and not stop.is_set():
+                collect()
+                time.sleep(POLL_INTERVAL_S)
+        except KeyboardInterrupt:
+            stop.set()
+        if stop.is_set():
+            engine.request_stop()  # running videos stop at their next progress report, queued ones at their start
+            while pending:
+                collect()
+                time.sleep(POLL_INTERVAL_S)
+    return outcomes, stop.is_set()
 
 
 def run_batch(videos: Sequence[Path], options: GenerateOptions = GenerateOptions(), *, engine: str = "local",
@@ -665,16 +698,18 @@ def report_html(result: BatchResult, options: GenerateOptions, scripts: Sequence
             f'<tr><td title="{html.escape(item["video"])}">{html.escape(outcome.video.name)}'
             f'<br><small>{html.escape(str(outcome.video.parent))}</small></td>'
             f'<td class="{outcome.status}">{outcome.status}</td>'
-            f'<td class="num">{outcome.seconds:.1f}</td><td class="num">{outcome.video_seconds:.1f}</td>'
+            f'<td class="num">{f"{outcome.seconds:.1f}" if outcome.status != SKIPPED else ""}</td>'
+            f'<td class="num">{outcome.video_seconds:.1f}</td>'
             f'<td class="num">{outcome.strokes}</td><td class="num">{outcome.actions}</td>'
             f'<td class="num">{outcome.max_speed:.0f}</td><td>{"".join(notes)}</td><td>{picture}</td></tr>'
         )
     counts = ", ".join(f"{n} {status}" for status, n in data["counts"].items() if n)
+    stopped = "; interrupted" if result.interrupted else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>autofunscript batch report</title>"
         f"<style>{_HTML_STYLE}</style></head><body>\n"
         f"<h1>autofunscript batch report</h1>\n<p>{html.escape(counts)} in {result.elapsed_s:.1f} s "
-        f"({html.escape(result.engine)} engine, {result.workers} workers){'; interrupted' if result.interrupted else ''}. "
+        f"({html.escape(result.engine)} engine, {result.workers} worker{'s' if result.workers != 1 else ''}){stopped}. "
         f"<small>{html.escape(data['generator'])}, {html.escape(data['finished'])}</small></p>\n"
         "<table><thead><tr><th>video</th><th>status</th><th>time (s)</th><th>length (s)</th><th>strokes</th>"
         "<th>actions</th><th>top speed</th><th>warnings</th><th>heatmap</th></tr></thead><tbody>\n"
@@ -686,7 +721,7 @@ def report_html(result: BatchResult, options: GenerateOptions, scripts: Sequence
 def check_report_path(path: Path) -> None:
     if path.suffix.lower() not in REPORT_SUFFIXES:
         raise AutofunscriptError(f"{path}: the report is JSON or HTML, name the file *.json or *.html")
-    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+    if not path.parent.is_dir():
         raise AutofunscriptError(f"{path}: folder {path.parent} does not exist")
 
 
