@@ -365,8 +365,9 @@ SPECS = (
         True, "quadratic", 0.12, 5, 35, "peaks", "strides (gait cycles)", 110,
         "darkness-weighted centroid of the head silhouette against the window, minus the camera's horizontal "
         "shift (phase correlation of the background)",
-        "tracked head drawn on reversal frames (rightmost sway = the frames where the image-left foot is in "
-        "stance); period 0.76 s matches the gait cycle in SOURCES.md",
+        "tracked head drawn on reversal frames; legs checked at peaks/troughs: head rightmost when the runner's "
+        "right foot (image right, seen from behind) is in stance, leftmost on the left foot; period 0.76 s "
+        "matches the gait cycle in SOURCES.md",
     ),
     ClipSpec(
         "arm_circles", track_arm_circles, "exercise",
@@ -392,12 +393,15 @@ class Reversal:
     hold: tuple[float, float] | None = None
 
 
-def map_positions(raw: np.ndarray, up_is_larger: bool) -> tuple[np.ndarray, float, float]:
-    """Raw measure -> 0-100 with the robust ends of the track at 0 and 100."""
+def robust_ends(raw: np.ndarray, up_is_larger: bool) -> tuple[float, float]:
+    """Raw values to call 0 and 100 while looking for reversals: robust percentiles of the track."""
     lo, hi = np.nanpercentile(raw, MAP_PERCENTILES)
-    bottom, top = (lo, hi) if up_is_larger else (hi, lo)
-    pos = np.clip((raw - bottom) / (top - bottom) * 100.0, 0.0, 100.0)
-    return pos, float(bottom), float(top)
+    return (float(lo), float(hi)) if up_is_larger else (float(hi), float(lo))
+
+
+def rescale(values: np.ndarray | float, bottom: float, top: float) -> np.ndarray:
+    """Linear map with `bottom` -> 0 and `top` -> 100 (not clipped)."""
+    return (np.asarray(values, float) - bottom) / (top - bottom) * 100.0
 
 
 def _quadratic_extreme(t: np.ndarray, y: np.ndarray, t0: float, half: float) -> tuple[float, float] | None:
@@ -464,7 +468,9 @@ def find_clip_reversals(spec: ClipSpec, t: np.ndarray, pos: np.ndarray, use: np.
             at_end = (at_end or fit is None or fit[0] - t_u[0] < spec.half_window_s / 2
                       or t_u[-1] - fit[0] < spec.half_window_s / 2)
             t_rev, p_rev = fit if fit is not None else (float(t_u[index]), float(p_u[index]))
-            found = Reversal(kind, float(t_rev), float(np.clip(p_rev, 0, 100)))
+            # a sampled frame cannot lie beyond the true extreme (sparse sine fits undershoot)
+            p_rev = max(p_rev, float(p_u[index])) if sign > 0 else min(p_rev, float(p_u[index]))
+            found = Reversal(kind, float(t_rev), float(p_rev))
         (edge if at_end else inner).append(found)
     return inner, edge
 
@@ -520,14 +526,18 @@ def exercise_actions(t: np.ndarray, pos: np.ndarray, tracked: np.ndarray, revers
         times = rev.hold if rev.hold and rev.hold[1] > rev.hold[0] else (rev.t_s,)
         forced_t += list(times)
         forced_p += [rev.pos] * len(times)
-    # frames inside a hold are represented by its two end points
-    inside_hold = np.zeros(t_tr.size, bool)
+    # frames inside a hold are represented by its two end points, and a frame a few ms from a
+    # reversal point adds nothing but a spurious jump
+    step = float(np.median(np.diff(t_tr)))
+    skip = np.zeros(t_tr.size, bool)
     for rev in reversals:
         if rev.hold:
-            inside_hold |= (t_tr >= rev.hold[0]) & (t_tr <= rev.hold[1])
-    all_t = np.concatenate([t_tr[~inside_hold], forced_t])
-    all_p = np.concatenate([p_tr[~inside_hold], forced_p])
-    all_keep = np.concatenate([np.zeros((~inside_hold).sum(), bool), np.ones(len(forced_t), bool)])
+            skip |= (t_tr >= rev.hold[0]) & (t_tr <= rev.hold[1])
+        else:
+            skip |= np.abs(t_tr - rev.t_s) < 0.3 * step
+    all_t = np.concatenate([t_tr[~skip], forced_t])
+    all_p = np.concatenate([p_tr[~skip], forced_p])
+    all_keep = np.concatenate([np.zeros((~skip).sum(), bool), np.ones(len(forced_t), bool)])
     order = np.lexsort((~all_keep, all_t))  # at equal times the forced point comes first
     all_t, all_p, all_keep = all_t[order], all_p[order], all_keep[order]
     unique = np.append(True, np.diff(all_t) > 1e-6)
@@ -563,10 +573,21 @@ def build_reference(spec: ClipSpec, video: Path) -> tuple[Funscript, dict, Track
     timing = Timing(np.asarray(times))
     t = timing.times_s
     tracked = np.isfinite(track.raw)
-    pos = np.full(t.size, np.nan)
-    pos[tracked], bottom, top = map_positions(track.raw[tracked], spec.up_is_larger_raw)
     use = tracked & ~track.extra.get("repeated", np.zeros(t.size, bool))
-    reversals, edge = find_clip_reversals(spec, t, np.where(tracked, pos, 0.0), use)
+    # Reversals are found on a percentile scale; the final scale puts the most extreme reversal
+    # (edge extremes included) at exactly 0 and 100, so no extreme is clipped flat (a flat top would
+    # blur the reversal time).
+    bottom, top = robust_ends(track.raw[tracked], spec.up_is_larger_raw)
+    found, found_edge = find_clip_reversals(spec, t, np.where(tracked, rescale(track.raw, bottom, top), 0.0), use)
+    low = min((r.pos for r in found + found_edge if r.kind == "trough"), default=0.0)
+    high = max((r.pos for r in found + found_edge if r.kind == "peak"), default=100.0)
+    raw_at_0, raw_at_100 = (bottom + (top - bottom) * v / 100 for v in (low, high))
+    pos = np.clip(rescale(track.raw, raw_at_0, raw_at_100), 0.0, 100.0)
+
+    def final(rev: Reversal) -> Reversal:
+        return Reversal(rev.kind, rev.t_s, float(np.clip(rescale(rev.pos, low, high), 0, 100)), rev.hold)
+
+    reversals, edge = [final(r) for r in found], [final(r) for r in found_edge]
 
     if spec.kind == "pendulum":
         at_s, script_pos = t, pos
@@ -583,10 +604,10 @@ def build_reference(spec: ClipSpec, video: Path) -> tuple[Funscript, dict, Track
     troughs = [r for r in reversals if r.kind == "trough"]
 
     def describe(rev: Reversal) -> dict:
-        item = {"kind": rev.kind, "t_s": round(rev.t_s, 4), "frame": timing.frame_at(rev.t_s),
+        item = {"kind": rev.kind, "t_s": round(rev.t_s, 6), "frame": timing.frame_at(rev.t_s),
                 "nearest_frame": timing.nearest_frame(rev.t_s), "pos": round(rev.pos, 1)}
         if rev.hold:
-            item["hold_s"] = [round(rev.hold[0], 4), round(rev.hold[1], 4)]
+            item["hold_s"] = [round(rev.hold[0], 6), round(rev.hold[1], 6)]
         return item
 
     sidecar: dict = {
@@ -598,8 +619,9 @@ def build_reference(spec: ClipSpec, video: Path) -> tuple[Funscript, dict, Track
         "method": spec.method,
         "verification": spec.verification,
         "raw_unit": spec.raw_unit,
-        "mapping": {"raw_at_0": round(bottom, 3), "raw_at_100": round(top, 3),
-                    "from_percentiles": list(MAP_PERCENTILES)},
+        "mapping": {"raw_at_0": round(raw_at_0, 3), "raw_at_100": round(raw_at_100, 3),
+                    "rule": "linear; the most extreme trough = 0, peak = 100 (reversals found on a "
+                            f"{MAP_PERCENTILES[0]:g}-{MAP_PERCENTILES[1]:g} percentile scale first)"},
         "decoded_frames": int(t.size),
         "first_pts_s": round(float(t[0]), 6),
         "last_pts_s": round(float(t[-1]), 6),
@@ -617,10 +639,10 @@ def build_reference(spec: ClipSpec, video: Path) -> tuple[Funscript, dict, Track
     }
     if not tracked.all():
         first = int(np.argmax(tracked))
-        sidecar["holds"].append({"from_s": 0.0, "to_s": round(float(t[first]), 4), "frames": [0, first - 1],
+        sidecar["holds"].append({"from_s": 0.0, "to_s": round(float(t[first]), 6), "frames": [0, first - 1],
                                  "reason": "blurred intro with a text overlay: not tracked, held at the first "
                                            "tracked position"})
-    sidecar["holds"] += [{"from_s": round(r.hold[0], 4), "to_s": round(r.hold[1], 4), "reason": f"{r.kind} rest"}
+    sidecar["holds"] += [{"from_s": round(r.hold[0], 6), "to_s": round(r.hold[1], 6), "reason": f"{r.kind} rest"}
                          for r in reversals if r.hold and r.hold[1] > r.hold[0]]
     if "repeated" in track.extra:
         repeated = track.extra["repeated"]
@@ -630,7 +652,7 @@ def build_reference(spec: ClipSpec, video: Path) -> tuple[Funscript, dict, Track
                                       "frames": np.flatnonzero(repeated).tolist()}
     if "head_top_y" in track.extra:
         bounce = track.extra["head_top_y"]
-        bounce_pos, _, _ = map_positions(bounce, up_is_larger=False)
+        bounce_pos = rescale(bounce, *robust_ends(bounce, up_is_larger=False))
         steps = find_reversals(savgol_filter(bounce_pos, 5, 2), 35)
         lows = [int(i) for i, k in zip(steps.index, steps.kind) if k < 0 and 0 < i < t.size - 1]
         sidecar["secondary"] = {
