@@ -1,0 +1,303 @@
+"""The generate pipeline on small clips whose motion is known exactly.
+
+The clip makers here are shared with test_generate_cli.py: a textured block moves up and down over a
+textured background, so optical flow has something to grip, and its position per frame is the truth.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from autofunscript import __version__
+from autofunscript.errors import AutofunscriptError
+from autofunscript.pipeline import DenseSignal, GenerateOptions, _fill_gaps, generate, merge_spans, track_motion
+from autofunscript.script.evaluate import evaluate
+from autofunscript.script.funscript import Funscript
+from autofunscript.script.postprocess import PostSettings
+
+SIZE = (320, 180)
+FPS = 30
+TIME_BASE = Fraction(1, 90000)
+# Pixels between the block's extreme positions and the frame edge. The block moves at most ~7 px per
+# frame at 30 fps: faster strokes are a tracking-accuracy question, not what these tests are about.
+MARGIN = 30
+
+
+# ----------------------------------------------------------------------------------------------
+# clips with known motion
+
+
+def texture(height: int, width: int, seed: int, cell: int = 4) -> np.ndarray:
+    """Random BGR blocks of `cell` pixels: detail at every scale the flow looks at."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (-(-height // cell), -(-width // cell), 3), dtype=np.uint8)
+    return np.ascontiguousarray(small.repeat(cell, 0).repeat(cell, 1)[:height, :width])
+
+
+def stroke_plan(duration_s: float, seed: int, min_s: float = 0.6, max_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Reversal times and positions: alternately low and high, with irregular stroke lengths and depths
+    (so no shift of a whole period or half period lines the motion up with itself)."""
+    rng = np.random.default_rng(seed)
+    times, positions, t, high = [0.0], [float(rng.uniform(0, 15))], 0.0, True
+    while t < duration_s:
+        t += float(rng.uniform(min_s, max_s))
+        times.append(t)
+        positions.append(float(rng.uniform(85, 100) if high else rng.uniform(0, 15)))
+        high = not high
+    return np.array(times), np.array(positions)
+
+
+def eased(times_s: np.ndarray, knot_times: np.ndarray, knot_pos: np.ndarray) -> np.ndarray:
+    """Cosine-eased moves between knots: the subject slows to rest at every reversal."""
+    i = np.clip(np.searchsorted(knot_times, times_s, side="right") - 1, 0, len(knot_times) - 2)
+    frac = np.clip((times_s - knot_times[i]) / (knot_times[i + 1] - knot_times[i]), 0, 1)
+    return knot_pos[i] + (knot_pos[i + 1] - knot_pos[i]) * (1 - np.cos(np.pi * frac)) / 2
+
+
+def triangle(times_s: np.ndarray, period_s: float, phase_s: float = 0.0) -> np.ndarray:
+    """Constant speed between sharp reversals: 100 at t = -phase_s + k * period_s, 0 half a period later."""
+    return 100 * np.abs(((times_s + phase_s) / period_s % 1.0) * 2 - 1)
+
+
+def cfr_times(duration_s: float, fps: float = FPS) -> np.ndarray:
+    return np.arange(round(duration_s * fps)) / fps
+
+
+def vfr_times(duration_s: float, seed: int, rates: tuple[float, float] = (20, 50), stretch_s: float = 1.25) -> np.ndarray:
+    """Frame times that alternate every `stretch_s` between two frame rates, each interval jittered by
+    +-15%: frame number / average rate is then hundreds of ms away from the real time. Whole ms, so
+    that they are exact in the file's time base."""
+    rng = np.random.default_rng(seed)
+    times, t = [], 0.0
+    while t < duration_s:
+        times.append(t)
+        t += round(rng.uniform(0.85, 1.15) / rates[int(t / stretch_s) % 2], 3)
+    return np.round(times, 3)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A textured rectangle centred at `centre_x` whose height in the frame follows `positions` (100 = top)."""
+
+    centre_x: int
+    positions: np.ndarray
+    width: int = 48
+    height: int = 40
+    seed: int = 1
+
+
+def render(size: tuple[int, int], blocks: list[Block], margin: int = MARGIN, seed: int = 0) -> list[np.ndarray]:
+    width, height = size
+    background = texture(height, width, seed)
+    sprites = [texture(b.height, b.width, b.seed) for b in blocks]
+    frames = []
+    for i in range(len(blocks[0].positions)):
+        image = background.copy()
+        for block, sprite in zip(blocks, sprites):
+            travel = height - 2 * margin - block.height
+            top = int(round(margin + (100 - block.positions[i]) / 100 * travel))
+            left = block.centre_x - block.width // 2
+            image[top : top + block.height, left : left + block.width] = sprite
+        frames.append(image)
+    return frames
+
+
+def encode(path: Path, frames: list[np.ndarray], times_s: np.ndarray, rotation: int = 0) -> Path:
+    """H.264 mp4 with the given presentation times; `rotation` is the display matrix's counterclockwise
+    angle, as phones write it."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = TIME_BASE
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for image, time_s in zip(frames, times_s):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = round(time_s / TIME_BASE), TIME_BASE
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A written clip and the position per frame of the subject a script should follow."""
+
+    path: Path
+    times_s: np.ndarray
+    positions: np.ndarray
+
+    def truth(self) -> Funscript:
+        return Funscript.from_samples(self.times_s * 1000, self.positions)
+
+
+def stroke_clip(path: Path, duration_s: float = 4.0, seed: int = 0, size: tuple[int, int] = SIZE) -> Clip:
+    """One block stroking irregularly in the middle of the frame, 30 fps."""
+    times = cfr_times(duration_s)
+    positions = eased(times, *stroke_plan(duration_s, seed))
+    encode(path, render(size, [Block(size[0] // 2, positions)], seed=seed), times)
+    return Clip(path, times, positions)
+
+
+def still_clip(path: Path, duration_s: float = 1.0) -> Path:
+    """Textured but motionless: the same picture in every frame."""
+    times = cfr_times(duration_s)
+    return encode(path, render(SIZE, [Block(SIZE[0] // 2, np.full(times.size, 50.0))]), times)
+
+
+def sampled_correlation(a: Funscript, b: Funscript, step_ms: int = 20) -> float:
+    """Pearson correlation of two scripts sampled on a common grid (no alignment, no flipping)."""
+    start, end = max(a.at[0], b.at[0]), min(a.at[-1], b.at[-1])
+    grid = np.arange(start, end, step_ms)
+    return float(np.corrcoef(a.sample(grid), b.sample(grid))[0, 1])
+
+
+# ----------------------------------------------------------------------------------------------
+# the pipeline
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Clip:
+    return stroke_clip(tmp_path_factory.mktemp("pipeline") / "stroke.mp4")
+
+
+@pytest.fixture(scope="module")
+def result(clip):
+    return generate(clip.path)
+
+
+def test_strokes_follow_the_truth(clip, result):
+    score = evaluate(result.script, clip.truth())
+    assert score.pearson_signed > 0.9
+    assert abs(score.shift_ms) <= 40
+    assert score.extrema_recall >= 0.8 and score.extrema_precision >= 0.8
+    assert result.frames == clip.times_s.size and not result.partial
+
+
+def test_metadata_has_duration_creator_and_settings(clip, result):
+    metadata = result.script.metadata
+    assert metadata["creator"] == f"autofunscript {__version__}"
+    assert metadata["duration"] == math.ceil(clip.times_s[-1])
+    assert metadata["title"] == "stroke"
+    notes = metadata["notes"]
+    for item in (f"generator: autofunscript {__version__}", "method: flow", "range=(0, 100)", "max_speed=400",
+                 "invert=False", "offset_ms=0", "scene_cuts: 0"):
+        assert item in notes
+    assert "partial" not in notes
+
+
+def test_options_are_recorded_in_the_notes(clip):
+    options = GenerateOptions(start_s=1.0, end_s=3.0, post=PostSettings(range=(20, 80), invert=True))
+    notes = generate(clip.path, options).script.metadata["notes"]
+    for item in ("start_s=1.0", "end_s=3.0", "range=(20, 80)", "invert=True"):
+        assert item in notes
+
+
+def test_start_and_end_bound_the_tracked_frames(clip):
+    dense, cuts, frames, interrupted = track_motion(clip.path, GenerateOptions(start_s=1.0, end_s=2.5))
+    expected = clip.times_s[(clip.times_s >= 1.0) & (clip.times_s < 2.5)]
+    assert frames == expected.size and not interrupted and cuts == []
+    np.testing.assert_allclose(dense.times_s, expected, atol=1e-6)
+
+
+def test_should_stop_ends_tracking_early_and_says_so(clip):
+    seen = []
+
+    def progress(done_s: float, total_s: float) -> None:
+        seen.append((done_s, total_s))
+
+    dense, _, frames, interrupted = track_motion(clip.path, GenerateOptions(), progress,
+                                                 should_stop=lambda: len(seen) >= 45)
+    assert interrupted and frames == 45
+    assert dense.times_s[-1] == pytest.approx(clip.times_s[44])
+    assert seen[-1][1] == pytest.approx(clip.times_s[-1] + 1 / FPS, abs=1e-3)  # total = the video's length
+
+
+def test_ctrl_c_keeps_what_was_tracked_marked_partial(clip):
+    """A real SIGINT to this process in the middle of tracking, as a terminal's Ctrl+C sends it."""
+    calls = []
+
+    def progress(done_s: float, total_s: float) -> None:
+        calls.append(done_s)
+        if len(calls) == 60:
+            signal.raise_signal(signal.SIGINT)
+
+    try:
+        partial = generate(clip.path, GenerateOptions(), progress)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl+C escaped generate() although 2 s had been tracked")
+    assert partial.partial
+    assert partial.frames == 60
+    assert f"partial: interrupted at {clip.times_s[59]:.1f} s" in partial.script.metadata["notes"]
+    assert partial.script.at[-1] <= round(clip.times_s[59] * 1000)
+    assert evaluate(partial.script, clip.truth()).pearson_signed > 0.9
+
+
+def test_ctrl_c_before_any_motion_is_an_interruption_not_an_error(clip):
+    def progress(done_s: float, total_s: float) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(clip.path, GenerateOptions(), progress)
+
+
+def test_still_video_is_refused_naming_the_file(tmp_path):
+    path = still_clip(tmp_path / "still.mp4")
+    with pytest.raises(AutofunscriptError, match=r"still\.mp4: no motion found"):
+        generate(path)
+
+
+def test_start_after_the_end_and_poi_outside_the_frame_are_refused(clip):
+    from autofunscript.pipeline import Poi
+
+    with pytest.raises(AutofunscriptError, match=r"stroke\.mp4: start 9 s is not before the end of the video \(4\.0 s\)"):
+        generate(clip.path, GenerateOptions(start_s=9.0))
+    with pytest.raises(AutofunscriptError, match=r"stroke\.mp4: point of interest 400,20 is outside the 320x180 frame"):
+        generate(clip.path, GenerateOptions(poi=Poi(400, 20)))
+    with pytest.raises(AutofunscriptError, match=r"outside the 160x180 frame \(one eye\)"):
+        generate(clip.path, GenerateOptions(vr="sbs", poi=Poi(200, 20)))
+
+
+def test_vfr_actions_sit_on_real_frame_times(tmp_path):
+    times = vfr_times(3.0, seed=1)
+    positions = triangle(times, 1.6, phase_s=0.3)
+    path = encode(tmp_path / "vfr.mp4", render(SIZE, [Block(160, positions)]), times)
+    script = generate(path).script
+    frame_ms = np.rint(times * 1000).astype(np.int64)
+    assert np.isin(script.at, frame_ms).all()
+    assert script.at[0] == 0 and script.at[-1] == frame_ms[-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers of the pipeline
+
+
+def test_fill_gaps_holds_the_last_known_position():
+    values = np.array([np.nan, np.nan, 30.0, 40.0, np.nan, np.nan, 10.0, np.nan])
+    np.testing.assert_array_equal(_fill_gaps(values), [30, 30, 30, 40, 40, 40, 10, 10])
+    assert np.isnan(_fill_gaps(np.full(3, np.nan))).all()
+
+
+def test_merge_spans_lets_later_spans_replace_earlier_ones_where_they_overlap():
+    first = (np.array([0, 100, 200, 300]), np.array([0, 100, 0, 100]))
+    second = (np.array([150, 250]), np.array([50, 60]))
+    at, pos = merge_spans([first, second, (np.zeros(0, np.int64), np.zeros(0, np.int64))])
+    np.testing.assert_array_equal(at, [0, 100, 150, 250, 300])
+    np.testing.assert_array_equal(pos, [0, 100, 50, 60, 100])
+
+
+def test_dense_signal_without_motion_is_refused():
+    from autofunscript.pipeline import dense_to_script
+
+    dense = DenseSignal(np.arange(10) / 30, np.full(10, np.nan), {})
+    with pytest.raises(AutofunscriptError, match="no motion found"):
+        dense_to_script(dense, PostSettings())
