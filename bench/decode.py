@@ -5,12 +5,14 @@
 Without a clip it encodes (once, cached in bench/cache/) a 20 s 1080p30 H.264 clip of ffmpeg's moving
 test pattern with libx264's default preset, and a 10 s 3840x1920 side-by-side VR clip for the eye crop.
 Each case runs ffmpeg and ours alternately for several rounds and keeps each one's best time, so that
-other load on the machine disturbs the ratio as little as possible. Prints fps and ours/ffmpeg.
+other load on the machine disturbs the ratio as little as possible. Prints fps and ours/ffmpeg, and the
+CPU time per frame (all threads), which other load on a shared machine disturbs much less than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import time
 from pathlib import Path
@@ -33,29 +35,38 @@ def make_clip(path: Path, source: list[str], seconds: int) -> Path:
     return path
 
 
-def ffmpeg_seconds(path: Path) -> float:
-    start = time.perf_counter()
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ffmpeg_run(path: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of `ffmpeg -f null` decoding the file."""
+    cpu, start = children_cpu_seconds(), time.perf_counter()
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], check=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu_seconds() - cpu
 
 
-def ours_seconds(path: Path, **frames_args) -> tuple[float, int]:
+def ours_run(path: Path, **frames_args) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, frames) of iterating frames() over the file."""
     with open_video(path) as video:
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         count = sum(1 for _ in video.frames(**frames_args))
-        return time.perf_counter() - start, count
+        return time.perf_counter() - start, time.process_time() - cpu, count
 
 
 def compare(label: str, path: Path, rounds: int, **frames_args) -> None:
-    best_ffmpeg = best_ours = float("inf")
+    ffmpeg_wall = ffmpeg_cpu = ours_wall = ours_cpu = float("inf")
     count = 0
     for _ in range(rounds):
-        best_ffmpeg = min(best_ffmpeg, ffmpeg_seconds(path))
-        seconds, count = ours_seconds(path, **frames_args)
-        best_ours = min(best_ours, seconds)
-    ffmpeg_fps, ours_fps = count / best_ffmpeg, count / best_ours
-    print(f"{label:<34} ffmpeg {ffmpeg_fps:6.1f} fps   ours {ours_fps:6.1f} fps   "
-          f"ours/ffmpeg {ours_fps / ffmpeg_fps:.2f}   ({count} frames, best of {rounds})", flush=True)
+        wall, cpu = ffmpeg_run(path)
+        ffmpeg_wall, ffmpeg_cpu = min(ffmpeg_wall, wall), min(ffmpeg_cpu, cpu)
+        wall, cpu, count = ours_run(path, **frames_args)
+        ours_wall, ours_cpu = min(ours_wall, wall), min(ours_cpu, cpu)
+    ffmpeg_fps, ours_fps = count / ffmpeg_wall, count / ours_wall
+    print(f"{label:<36} ffmpeg {ffmpeg_fps:6.1f} fps  ours {ours_fps:6.1f} fps  ours/ffmpeg {ours_fps / ffmpeg_fps:.2f}"
+          f"   CPU ms/frame ffmpeg {1000 * ffmpeg_cpu / count:5.2f} ours {1000 * ours_cpu / count:5.2f}"
+          f"   ({count} frames, best of {rounds})", flush=True)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -217,6 +218,21 @@ def test_start_and_end_select_frames_with_exact_indexes(cfr_clip: Path, start_s:
         assert level_of(frame.image) == pytest.approx(expected_level(frame.index, 2), abs=2)
 
 
+@pytest.mark.parametrize("suffix", ["mp4", "ts"])
+def test_seeking_lands_on_the_first_frame_at_or_after_start_despite_reordering(clip_dir: Path,
+                                                                              suffix: str) -> None:
+    # At 5 fps a keyframe is presented 0.4-0.6 s after it is decoded, more than the seek margin, and
+    # MPEG-TS seeks by timestamp are approximate: seeks that land after the start have to back off.
+    path = write_video(clip_dir / f"slow_bframes.{suffix}", level_frames(40, step=5), rate=5,
+                       options={"bf": "3", "g": "5"})
+    with open_video(path) as video:
+        for start_s in np.round(np.arange(0.05, 7.8, 0.3), 2):
+            first = next(video.frames(start_s=start_s))
+            assert first.index == math.ceil(start_s * 5)
+            assert first.time_s == pytest.approx(first.index / 5)
+            assert level_of(first.image) == pytest.approx(expected_level(first.index, 5), abs=3)
+
+
 def test_seeking_without_a_full_index_numbers_frames_by_time(clip_dir: Path) -> None:
     path = write_video(clip_dir / "cfr.mkv", level_frames(90, step=2), options={"g": "30"})
     with open_video(path) as video:
@@ -259,6 +275,13 @@ def test_text_file_is_not_a_video(tmp_path: Path) -> None:
     path = tmp_path / "notes.mp4"
     path.write_text("this is not a video\n" * 50)
     with pytest.raises(VideoError, match=r"notes\.mp4: not a video"):
+        probe(path)
+
+
+def test_still_image_is_not_a_video(tmp_path: Path) -> None:
+    path = tmp_path / "cover.png"
+    cv2.imwrite(str(path), np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(VideoError, match=r"cover\.png: a still image"):
         probe(path)
 
 
@@ -349,6 +372,31 @@ def test_8k_video_decodes_scaled(tmp_path: Path) -> None:
 
 
 def test_absurd_frame_size_is_refused(tmp_path: Path) -> None:
-    path = write_video(tmp_path / "huge.mov", [np.zeros((8200, 8200), np.uint8)], codec="png", pix_fmt="gray")
-    with pytest.raises(VideoError, match=r"huge\.mov: frame size 8200x8200 is larger than 8192x8192"):
+    path = write_video(tmp_path / "huge.mkv", [np.zeros((8200, 8200), np.uint8)], codec="rawvideo",
+                       pix_fmt="gray")
+    with pytest.raises(VideoError, match=r"huge\.mkv: frame size 8200x8200 is larger than 8192x8192"):
         probe(path)
+
+
+# ---- real clips whose headers lie (../shared, when present) ---------------------------------------
+
+SHARED_VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
+
+
+@pytest.mark.parametrize(("name", "fps", "frame_count"), [
+    ("pendulum_green_clock.mp4", 25.0, 301),  # header: 411 frames at 31.5 fps (edit list)
+    ("pendulum_pair_grey.mp4", 30000 / 1001, 581),  # header: 631 frames
+])
+def test_real_clip_timing_comes_from_its_frames(name: str, fps: float, frame_count: int) -> None:
+    path = SHARED_VIDEOS / name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    info = probe(path)
+    assert info.fps == pytest.approx(fps, rel=1e-6)
+    assert info.frame_count == frame_count and info.frame_count_exact
+    with open_video(path) as video:
+        everything = {round(f.time_s, 6): f.index for f in video.frames(width=32)}
+        assert len(everything) == frame_count
+        assert max(everything) == pytest.approx(info.duration_s - 1 / fps)
+        middle = list(video.frames(start_s=info.duration_s / 2, end_s=info.duration_s / 2 + 0.3, width=32))
+    assert middle and all(everything[round(f.time_s, 6)] == f.index for f in middle)

@@ -39,9 +39,11 @@ MAX_FRAME_PIXELS = 8192 * 8192
 # jitter, more only costs memory (bounded in bytes too, for full-size 8K frames).
 QUEUE_FRAMES = 8
 QUEUE_BYTES = 64 * 1024 * 1024
-# Seeks land on a keyframe at or before a decode timestamp; presentation times run a few frames later,
-# so seek a little before the wanted time and decode forward.
-SEEK_MARGIN_S = 1.0
+# Seeks land on the keyframe at or before a decode timestamp, and a keyframe is presented a few frames
+# after it is decoded, so seek a little before the wanted time; if the keyframe found still lies after
+# it, go back further in steps of at least SEEK_BACKOFF_S.
+SEEK_MARGIN_S = 0.2
+SEEK_BACKOFF_S = 1.0
 # read_at decodes forward instead of seeking when the wanted time is this close after the current frame.
 READ_FORWARD_S = 2.0
 # A file whose frames stop this much short of the duration its index promised is truncated or damaged.
@@ -189,15 +191,7 @@ class _Decoder:
 
     def __init__(self, path: Path, fps: float = 0.0) -> None:
         self.path = path
-        self.container = _open_container(path)
-        try:
-            self.stream = _video_stream(self.container, path)
-            codec = self.stream.codec_context
-            codec.thread_type = "AUTO"
-            codec.options = dict(DECODER_OPTIONS)
-        except BaseException:
-            self.container.close()
-            raise
+        self._open()
         self.time_base = self.stream.time_base or Fraction(1, 90000)
         start_us = self.container.start_time
         self.start_pts = (round(Fraction(start_us, 1_000_000) / self.time_base) if start_us is not None
@@ -205,8 +199,19 @@ class _Decoder:
         self.sample_dts = _sample_decode_times(self.container, self.stream)
         self.damaged_packets = 0
         self.read_failed = False
-        self._fresh = True
         self._fps = fps  # the probed rate: numbers frames after a seek where the container has no index
+
+    def _open(self) -> None:
+        self.container = _open_container(self.path)
+        try:
+            self.stream = _video_stream(self.container, self.path)
+            codec = self.stream.codec_context
+            codec.thread_type = "AUTO"
+            codec.options = dict(DECODER_OPTIONS)
+        except BaseException:
+            self.container.close()
+            raise
+        self._fresh = True
 
     def __enter__(self) -> _Decoder:
         return self
@@ -299,21 +304,25 @@ class _Decoder:
         while True:
             frames = self._decode_after_seek(target)
             first = next(frames, None)
-            if first is None:
-                return
-            if first.time_s <= start_s or target <= 0:
-                yield first
-                yield from frames
+            if target <= 0 or (first is not None and first.time_s <= start_s):
+                if first is not None:
+                    yield first
+                    yield from frames
                 return
             frames.close()
-            # the keyframe found lies after start_s (decode and presentation order differ): go further back
-            target -= max(SEEK_MARGIN_S, first.time_s - start_s)
+            # the seek landed after start_s (keyframe presented late, or an approximate seek): go further back
+            target -= max(SEEK_BACKOFF_S, first.time_s - start_s if first is not None else 0.0)
 
     def _decode_after_seek(self, target_s: float) -> Iterator[_Decoded]:
-        codec = self.stream.codec_context
-        if target_s > 0 or not self._fresh:
+        if target_s > 0:
             self._seek(target_s)
+        elif not self._fresh:
+            # Reopen rather than seek to zero: timestamp seeks in formats without an index (MPEG-TS) can
+            # land after the first frame, and frames are only counted exactly from the very first one.
+            self.container.close()
+            self._open()
         self._fresh = False
+        codec = self.stream.codec_context
         index: int | None = 0 if target_s <= 0 else None
         last_time = -math.inf
         for packet in itertools.chain(self._packets(), [None]):  # None drains the frames the decoder holds
@@ -473,9 +482,13 @@ def _open_container(path: Path) -> av.container.InputContainer:
     if size == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
     try:
-        return av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r")
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: not a video or an unknown/damaged format ({exc.strerror})") from None
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):  # FFmpeg's image readers
+        container.close()
+        raise VideoError(f"{path}: a still image, not a video")
+    return container
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
