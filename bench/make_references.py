@@ -642,7 +642,8 @@ def build_reference(spec: ClipSpec, video: Path) -> tuple[Funscript, dict, Track
         sidecar["holds"].append({"from_s": 0.0, "to_s": round(float(t[first]), 6), "frames": [0, first - 1],
                                  "reason": "blurred intro with a text overlay: not tracked, held at the first "
                                            "tracked position"})
-    sidecar["holds"] += [{"from_s": round(r.hold[0], 6), "to_s": round(r.hold[1], 6), "reason": f"{r.kind} rest"}
+    sidecar["holds"] += [{"from_s": round(r.hold[0], 6), "to_s": round(r.hold[1], 6),
+                          "reason": f"at the {r.kind} (within {SCRIPT_TOLERANCE:g} pos of it)"}
                          for r in reversals if r.hold and r.hold[1] > r.hold[0]]
     if "repeated" in track.extra:
         repeated = track.extra["repeated"]
