@@ -24,8 +24,8 @@ from autofunscript.pipeline import GenerateOptions, LiveTracker, Poi, generate, 
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.funscript import Funscript, read_funscript
 from autofunscript.video.stream import open_video
-from autofunscript.viewer import (POI_BOX_COLOUR, SEEK_BAR_H, SEEK_COLOUR, Layout, PoiEntry, display_width_for,
-                                  entry_in_effect, export_paths, format_poi_log, read_poi_log)
+from autofunscript.viewer import (POI_BOX_COLOUR, SEEK_BAR_H, SEEK_COLOUR, Layout, PoiEntry, display_available,
+                                  display_width_for, entry_in_effect, export_paths, format_poi_log, read_poi_log)
 
 CLIP_SIZE = (1600, 900)  # wider than the 1280 px display, so clicks must be mapped back to source pixels
 CLIP_FPS = 25
@@ -185,25 +185,35 @@ def test_layout_maps_window_pixels_to_source_pixels():
     assert layout.to_display(*layout.to_source(896, 384)) == (896, 384)
 
 
-def run_cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autofunscript", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=60)
+def run_main(*args: str, capsys) -> tuple[int, str]:
+    """The console entry point in this process: (exit code, stderr)."""
+    from autofunscript.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["autofunscript", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+    return exited.value.code, capsys.readouterr().err
 
 
-def test_without_a_display_the_error_suggests_generate(clip, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    for display in (None, ":4242"):  # unset, and set to a display nobody serves
-        result = run_cli("view", str(clip), env=env if display is None else {**env, "DISPLAY": display}, cwd=tmp_path)
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "autofunscript generate" in lines[0]
+def test_without_a_display_the_error_suggests_generate(clip, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # restored afterwards (the view command sets it)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    code, err = run_main("view", str(clip), capsys=capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no display") and "autofunscript generate" in lines[0]
     assert not (tmp_path / "predictions").exists()
+    monkeypatch.setenv("DISPLAY", ":4242")  # set, but nobody serves it: Qt would abort the process
+    assert "cannot reach the X display :4242" in display_available()
 
 
-def test_model_method_is_a_one_line_error(clip, tmp_path):
-    result = run_cli("view", "--method", "model", str(clip), env=dict(os.environ), cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "'model' is not available" in result.stderr
+def test_model_method_is_a_one_line_error(clip, monkeypatch, capsys):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    code, err = run_main("view", "--method", "model", str(clip), capsys=capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "'model' is not available" in err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,14 +317,19 @@ class Viewer:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        found = self.xdotool("search", "--sync", "--onlyvisible", "--pid", str(self.proc.pid), "--name",
-                             "autofunscript view", timeout=30)
-        self.window = found.split()[0]
         # input counts once the window shows its first picture at its final size
-        deadline = time.monotonic() + 30
-        while "WIDTH=1280" not in self.xdotool("getwindowgeometry", "--shell", self.window):
+        deadline = time.monotonic() + 60
+        self.window = ""
+        while not self.window or "WIDTH=1280" not in self.xdotool("getwindowgeometry", "--shell", self.window):
+            if self.proc.poll() is not None:
+                pytest.fail(f"the viewer exited with {self.proc.returncode} before showing its window: {self.stderr()}")
             assert time.monotonic() < deadline, "the viewer window never showed a picture"
             time.sleep(0.05)
+            if not self.window:
+                found = subprocess.run(["xdotool", "search", "--onlyvisible", "--pid", str(self.proc.pid), "--name",
+                                        "autofunscript view"], env={**os.environ, "DISPLAY": display},
+                                       capture_output=True, text=True, timeout=10).stdout.split()
+                self.window = found[0] if found else ""
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -380,7 +395,7 @@ class Viewer:
             self.proc.wait()
 
 
-SESSION_END_S = 6.0
+SESSION_END_S = 5.0
 
 
 @pytest.mark.display
@@ -398,7 +413,7 @@ def test_interactive_session_exports_three_predictions_and_the_poi_log(clip, xdi
         viewer.wait_title("holding")
         viewer.keys("h")
         viewer.wait_title("playing")
-        time.sleep(2.0)  # let some of the clip play before the mid-way export
+        time.sleep(1.0)  # let some of the clip play before the mid-way export
         viewer.keys("e")
         early = viewer.wait_for("actions over", count=3)
         viewer.wait_for("end of video", timeout=120)  # playback is real time at best, slower on a busy machine
@@ -472,15 +487,41 @@ def test_overlay_is_drawn_and_closing_the_window_saves(clip, xdisplay, tmp_path)
 def test_replayed_poi_log_steers_the_poi_prediction(clip, xdisplay, tmp_path):
     log = tmp_path / "session.poi.csv"
     log.write_text(format_poi_log([PoiEntry(0.5, *SLOW_SOURCE, CLIP_SIZE[1] / 4)]))
-    with Viewer(xdisplay, tmp_path, str(clip), "--predict", "--replay-poi", str(log), "--end", "6") as viewer:
-        viewer.keys("comma", "comma")  # shorter frame delay: faster than real time
+    with Viewer(xdisplay, tmp_path, str(clip), "--predict", "--replay-poi", str(log), "--end", "5") as viewer:
+        viewer.keys("comma", "comma", "comma")  # shorter frame delay: faster than real time
         viewer.wait_for("end of video", timeout=120)
         viewer.keys("q")
         viewer.wait_for("POI changes")
         assert viewer.finish() == 0, viewer.stderr()
     out = tmp_path / "predictions"
     full, poi = read_funscript(out / "clip.funscript"), read_funscript(out / "clip.poi.funscript")
-    assert poi.at[0] >= 500 and full.at[-1] < 6000
+    assert poi.at[0] >= 500 and full.at[-1] < 5000
     assert strokes_per_second(poi) < 0.6 * strokes_per_second(full)
     replayed = read_poi_log(out / "clip.poi.csv")
     assert len(replayed) == 1 and replayed[0].x == pytest.approx(SLOW_SOURCE[0], abs=0.1)
+
+
+@pytest.mark.display
+@pytest.mark.slow
+def test_seek_bar_and_seek_keys_work_while_holding_and_spans_merge(clip, xdisplay, tmp_path):
+    with Viewer(xdisplay, tmp_path, str(clip), "--predict", "--hold", "--end", "5") as viewer:
+        viewer.keys("comma", "comma", "comma")  # shorter frame delay: faster than real time
+        viewer.click(640, SEEK_BAR_H // 2)  # the middle of the seek bar: 2.5 s, still holding
+        viewer.keys("h")
+        viewer.wait_for("end of video", timeout=120)
+        viewer.keys("e")
+        viewer.wait_for("actions over", count=2)
+        viewer.keys("z")  # back 10 s: clamped to the start, playing again
+        viewer.wait_title("- playing")
+        viewer.wait_for("end of video", timeout=120)
+        viewer.keys("q")
+        viewer.wait_for("actions over", count=2)
+        assert viewer.finish() == 0, viewer.stderr()
+    out = tmp_path / "predictions"
+    after_seek_bar = read_funscript(out / "clip.funscript")
+    assert after_seek_bar.at[0] == pytest.approx(2500, abs=100)
+    merged = read_funscript(out / "clip-2.funscript")
+    assert merged.at[0] <= 40 and merged.at[-1] >= 4800
+    assert (np.diff(merged.at) > 0).all()
+    assert strokes_per_second(merged) == pytest.approx(2 * FAST[1], rel=0.3)
+    assert not (out / "clip.poi.funscript").exists()  # no POI was clicked: no POI prediction
