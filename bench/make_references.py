@@ -37,10 +37,12 @@ from autofunscript.script.funscript import Funscript, atomic_write_text, write_f
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEOS = REPO.parent / "shared" / "data" / "videos"
 DEFAULT_OUT = REPO / "bench" / "references"
-# Robust ends of the track that become 0 and 100 (extremes of a damped swing stay inside).
+# Robust ends of the track: the provisional 0-100 scale on which reversals are looked for.
 MAP_PERCENTILES = (2.0, 98.0)
 # How far (pos units) an exercise script may stray from the per-frame track between kept points.
 SCRIPT_TOLERANCE = 3.0
+# A rest (push-ups) is where the smoothed track stays within this many pos of its extreme.
+HOLD_TOLERANCE = 3.0
 # Depth below an extreme (pos units) of the level crossings used to cross-check reversal times.
 CROSSING_DEPTH = 30.0
 
@@ -446,6 +448,8 @@ def find_clip_reversals(spec: ClipSpec, t: np.ndarray, pos: np.ndarray, use: np.
     smooth = p_u if spec.smooth_frames <= 1 else savgol_filter(p_u, spec.smooth_frames, 2)
     zigzag = find_reversals(smooth, spec.min_swing)
     period = float(np.median(np.diff(t_u[zigzag.index]))) * 2 if len(zigzag) > 2 else 0.0
+    if spec.refine == "sine" and period <= 0:
+        raise AutofunscriptError(f"{spec.stem}: too few reversals to estimate the period")
     inner: list[Reversal] = []
     edge: list[Reversal] = []
     for index, sign in zip(zigzag.index.tolist(), zigzag.kind.tolist()):
@@ -453,7 +457,7 @@ def find_clip_reversals(spec: ClipSpec, t: np.ndarray, pos: np.ndarray, use: np.
         at_end = index in (0, t_u.size - 1)
         if spec.refine == "hold":
             extreme = float(smooth[index])
-            near = np.abs(smooth - extreme) <= SCRIPT_TOLERANCE
+            near = np.abs(smooth - extreme) <= HOLD_TOLERANCE
             lo = hi = index
             while lo > 0 and near[lo - 1] and t_u[index] - t_u[lo - 1] <= spec.half_window_s:
                 lo -= 1
@@ -643,7 +647,7 @@ def build_reference(spec: ClipSpec, video: Path) -> tuple[Funscript, dict, Track
                                  "reason": "blurred intro with a text overlay: not tracked, held at the first "
                                            "tracked position"})
     sidecar["holds"] += [{"from_s": round(r.hold[0], 6), "to_s": round(r.hold[1], 6),
-                          "reason": f"at the {r.kind} (within {SCRIPT_TOLERANCE:g} pos of it)"}
+                          "reason": f"at the {r.kind} (within {HOLD_TOLERANCE:g} pos of it)"}
                          for r in reversals if r.hold and r.hold[1] > r.hold[0]]
     if "repeated" in track.extra:
         repeated = track.extra["repeated"]
