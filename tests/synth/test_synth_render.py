@@ -77,6 +77,11 @@ def test_easy_subject_moves_as_the_truth_says(tmp_path: Path) -> None:
     # the reported per-frame centre is where the subject really is
     assert np.median(np.hypot(*(centroids - result.centres).T)) < 4.0
     assert np.ptp(result.centres[:, 1]) > 0.2 * 180  # a stroke of a good share of the frame height
+    # the reported box holds every pixel the subject changes (exact renders, before compression)
+    for i, (frame, background) in enumerate(zip(iter_frames(result.plan), iter_frames(result.plan, False))):
+        x, y, w, h = cv2.boundingRect((np.abs(frame.astype(np.int16) - background).max(axis=2) > 2).astype(np.uint8))
+        x0, y0, x1, y1 = result.boxes[i]
+        assert x0 - 1 <= x and y0 - 1 <= y and x + w <= x1 + 1 and y + h <= y1 + 1
 
 
 def test_same_seed_same_bytes_other_seed_other_video(tmp_path: Path) -> None:

@@ -158,13 +158,19 @@ class ClipPlan:
         return np.stack([self._subject_to_frame(self.subject.centre, e) for e in range(self.eyes)], axis=1)
 
     def subject_boxes(self) -> np.ndarray:
-        """(N, 4) x0, y0, x1, y1 around the subject's (first-eye) sprite rectangle in frame pixels."""
-        dims = np.array([s.shape[1::-1] for s in self.subject.sprites], float)[self.subject.sprite_index]
+        """(N, 4) x0, y0, x1, y1 in frame pixels around the (first-eye) subject's silhouette rectangle, turned
+        and scaled with it: an upright box that holds the subject, a little loose when it is tilted."""
+        rects = []
+        for sprite in self.subject.sprites:
+            x, y, w, h = cv2.boundingRect((sprite[..., 3] > 0.05).astype(np.uint8))
+            pivot_x, pivot_y = sprite.shape[1] / 2, sprite.shape[0] / 2
+            rects.append((x - pivot_x, y - pivot_y, x + w - pivot_x, y + h - pivot_y))
+        rect = np.array(rects)[self.subject.sprite_index]
         a = np.radians(self.subject.angle_deg)
         cos, sin = np.cos(a) * self.subject.scale, np.sin(a) * self.subject.scale
         corners = []
-        for sx, sy in ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)):
-            dx, dy = sx * dims[:, 0], sy * dims[:, 1]
+        for ix, iy in ((0, 1), (2, 1), (0, 3), (2, 3)):
+            dx, dy = rect[:, ix], rect[:, iy]
             world = self.subject.centre + np.stack([cos * dx - sin * dy, sin * dx + cos * dy], axis=1)
             corners.append(self._subject_to_frame(world, 0))
         stack = np.stack(corners, axis=1)

@@ -50,7 +50,8 @@ def body_sprite(rng: np.random.Generator, length: float, width: float, tone: np.
     it moves rigidly with the sprite and gives trackers something to lock onto along the axis.
     """
     pad = 3
-    h, w = int(np.ceil(length)) + 2 * pad, int(np.ceil(width * 1.45)) + 2 * pad
+    # room for the bulge and bend, and for re-centring on the centroid below
+    h, w = int(np.ceil(length * 1.2)) + 2 * pad, int(np.ceil(width * 1.7)) + 2 * pad
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     u = (y - (h - 1) / 2) / (length / 2)  # -1 at the top end, +1 at the bottom end
     # an organic silhouette: tapered, a bulge (hip, calf) and a narrowing (waist, knee), slightly bent
