@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,7 +203,10 @@ def plan_from_script(script: Funscript, preset: str = "easy", seed: int = 0, siz
     chosen = get_preset(preset)
     size = tuple(size) if size else chosen.default_size
     duration = _check_request(script, label, size, fps, start_s, duration_s)
-    positions_at: Callable[[np.ndarray], np.ndarray] = lambda t: script.sample((start_s + np.asarray(t)) * 1000.0)
+
+    def positions_at(t: np.ndarray) -> np.ndarray:
+        return script.sample((start_s + np.asarray(t)) * 1000.0)
+
     return plan_clip(positions_at, chosen, int(seed), size, float(fps), duration, vfr)
 
 

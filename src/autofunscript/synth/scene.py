@@ -10,6 +10,7 @@ per-frame camera affine maps world pixels to the eye's pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -236,7 +237,8 @@ def make_scene(seed: int, index: int, tone: np.ndarray, eye_size: tuple[int, int
     t = math.radians(tilt)
     up = np.array([math.sin(t), -math.cos(t)])
     reach = stroke_len / 2 + body_len / 2 * (1 + abs(persp) / 2)
-    half = np.array([reach * abs(up[0]) + body_width / 2 * abs(up[1]), reach * abs(up[1]) + body_width / 2 * abs(up[0])])
+    half = np.array([reach * abs(up[0]) + body_width / 2 * abs(up[1]),
+                     reach * abs(up[1]) + body_width / 2 * abs(up[0])])
     lo = np.maximum(half + 0.03 * h, (0.3 * w, 0.0))
     hi = np.minimum(np.array([w, h]) - half - 0.03 * h, (0.7 * w, h))
     anchor = np.where(lo < hi, rng.uniform(np.minimum(lo, hi), np.maximum(lo, hi)), (w / 2, h / 2)) + margin
@@ -356,7 +358,8 @@ def _cameras(seed: int, preset: Preset, times: np.ndarray, scene_index: np.ndarr
     look_at = np.array([w / 2 + margin, h / 2 + margin]) + offset
     out_centre = np.array([w / 2, h / 2])
     r = np.radians(roll)
-    lin = zoom[:, None, None] * np.stack([np.stack([np.cos(r), -np.sin(r)], -1), np.stack([np.sin(r), np.cos(r)], -1)], 1)
+    rotation = np.stack([np.stack([np.cos(r), -np.sin(r)], -1), np.stack([np.sin(r), np.cos(r)], -1)], 1)
+    lin = zoom[:, None, None] * rotation
     cams = np.empty((n, eyes, 2, 3))
     for e in range(eyes):
         shifted = look_at - (EYE_SIGN[e] * background_disparity, 0.0)
@@ -387,8 +390,8 @@ def _sensor_noise(seed: int, sigma: float, size: tuple[int, int], n: int) -> tup
     return pairs, pick
 
 
-def plan_clip(positions_at, preset: Preset, seed: int, size: tuple[int, int], fps: float, duration_s: float,
-              vfr: bool) -> ClipPlan:
+def plan_clip(positions_at: Callable[[np.ndarray], np.ndarray], preset: Preset, seed: int, size: tuple[int, int],
+              fps: float, duration_s: float, vfr: bool) -> ClipPlan:
     """Lay out a clip. `positions_at(t_s)` gives the stroke position (0-100) at clip times (arrays)."""
     w, h = size
     eyes = 2 if preset.vr else 1
