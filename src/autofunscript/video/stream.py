@@ -244,36 +244,32 @@ class _Decoder:
                          codec=stream.codec_context.name)
 
     def _timing(self, first_time_s: float) -> tuple[float, float, int, bool]:
-        """(fps, duration_s, frame_count, frame_count_exact); duration_s is where the last frame ends."""
-        header_fps = next((float(rate) for rate in (self.stream.average_rate, self.stream.guessed_rate)
-                           if rate and 0 < float(rate) < 1000), 0.0)
+        """(fps, duration_s, frame_count, frame_count_exact); duration_s is where the last frame ends.
+
+        Where every frame is indexed (MP4/MOV) the header is not trusted: edit lists make it count frames
+        the decoder drops. There a constant rate (nearly all decode steps equal) takes that step, a variable
+        one the average between the first and last frames' presentation times.
+        """
         dts = self.sample_dts
-        if dts is not None and len(dts) > 1:
-            # Every frame is indexed, so the header need not be trusted (edit lists make MP4 headers count
-            # frames the decoder drops). Constant frame rate (nearly all decode steps equal) takes that
-            # step; otherwise the average over the presentation times of the first and last frames.
-            count = len(dts)
-            steps = np.diff(dts)
-            step = float(np.median(steps))
-            if step > 0 and np.mean(steps == step) >= 0.9:
-                fps = 1 / float(step * self.time_base)
-                return fps, first_time_s + count / fps, count, True
-            last_time_s = self._last_frame_time_s()
-            if last_time_s is not None and last_time_s > first_time_s:
-                fps = (count - 1) / (last_time_s - first_time_s)
-                return fps, last_time_s + 1 / fps, count, True
-        fps = header_fps or 25.0
-        if dts is not None and len(dts) == 1:
-            return fps, first_time_s + 1 / fps, 1, True
+        fps = _constant_rate(dts, self.time_base) if dts is not None else None
         last_time_s = self._last_frame_time_s()
+        if fps is None:
+            if dts is not None and last_time_s is not None and last_time_s > first_time_s:
+                fps = (len(dts) - 1) / (last_time_s - first_time_s)
+            else:
+                fps = next((float(rate) for rate in (self.stream.average_rate, self.stream.guessed_rate)
+                            if rate and 0 < float(rate) < 1000), 25.0)
         if last_time_s is not None:
             duration_s = last_time_s + 1 / fps
+        elif dts is not None:
+            duration_s = first_time_s + len(dts) / fps
         elif self.stream.duration:
             duration_s = first_time_s + float(self.stream.duration * self.time_base)
         else:
             duration_s = (self.container.duration or 0) / 1_000_000
-        count = round((duration_s - first_time_s) * fps)
-        return fps, duration_s, max(1, count), dts is not None and count == len(dts)
+        if dts is not None:
+            return fps, duration_s, len(dts), True
+        return fps, duration_s, max(1, round((duration_s - first_time_s) * fps)), False
 
     def _last_frame_time_s(self) -> float | None:
         """The last frame's presentation time, read from the packets at the end of the file.
@@ -512,6 +508,17 @@ def _sample_decode_times(container: av.container.InputContainer,
     if len(entries) != stream.frames:
         return None
     return sorted(entry.timestamp for entry in entries if not entry.is_discard)
+
+
+def _constant_rate(decode_times: list[int], time_base: Fraction) -> float | None:
+    """The frame rate when nearly all steps between decode times are equal, else None."""
+    steps = np.diff(decode_times)
+    if len(steps) == 0:
+        return None
+    step = float(np.median(steps))
+    if step <= 0 or np.mean(steps == step) < 0.9:
+        return None
+    return 1 / float(step * time_base)
 
 
 def _upright_rotation(counterclockwise: float | int) -> int:
