@@ -141,9 +141,9 @@ class Clip:
 
 
 def stroke_clip(path: Path, duration_s: float = 4.0, seed: int = 0, size: tuple[int, int] = SIZE) -> Clip:
-    """One block stroking irregularly in the middle of the frame, 30 fps."""
+    """One block stroking irregularly in the middle of the frame, 30 fps, some moves faster than 250 pos/s."""
     times = cfr_times(duration_s)
-    positions = eased(times, *stroke_plan(duration_s, seed))
+    positions = eased(times, *stroke_plan(duration_s, seed, min_s=0.5, max_s=0.8))
     encode(path, render(size, [Block(size[0] // 2, positions)], seed=seed), times)
     return Clip(path, times, positions)
 
@@ -239,7 +239,7 @@ def test_ctrl_c_keeps_what_was_tracked_marked_partial(clip):
     assert partial.frames == 60
     assert f"partial: interrupted at {clip.times_s[59]:.1f} s" in partial.script.metadata["notes"]
     assert partial.script.at[-1] <= round(clip.times_s[59] * 1000)
-    assert evaluate(partial.script, clip.truth()).pearson_signed > 0.9
+    assert sampled_correlation(partial.script, clip.truth()) > 0.9
 
 
 def test_ctrl_c_before_any_motion_is_an_interruption_not_an_error(clip):
