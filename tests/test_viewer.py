@@ -24,7 +24,7 @@ from autofunscript.pipeline import GenerateOptions, LiveTracker, Poi, generate, 
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.funscript import Funscript, read_funscript
 from autofunscript.video.stream import open_video
-from autofunscript.viewer import (POI_BOX_COLOUR, SEEK_BAR_H, SEEK_COLOUR, Layout, PoiEntry, display_available,
+from autofunscript.viewer import (POI_BOX_COLOUR, SEEK_BAR_H, SEEK_COLOUR, Layout, PoiEntry, display_problem,
                                   display_width_for, entry_in_effect, export_paths, format_poi_log, read_poi_log)
 
 CLIP_SIZE = (1600, 900)  # wider than the 1280 px display, so clicks must be mapped back to source pixels
@@ -206,7 +206,7 @@ def test_without_a_display_the_error_suggests_generate(clip, tmp_path, monkeypat
     assert len(lines) == 1 and lines[0].startswith("error: no display") and "autofunscript generate" in lines[0]
     assert not (tmp_path / "predictions").exists()
     monkeypatch.setenv("DISPLAY", ":4242")  # set, but nobody serves it: Qt would abort the process
-    assert "cannot reach the X display :4242" in display_available()
+    assert "cannot reach the X display :4242" in display_problem()
 
 
 def test_model_method_is_a_one_line_error(clip, monkeypatch, capsys):

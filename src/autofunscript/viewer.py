@@ -61,13 +61,24 @@ HELP_LINES = (
     "?        this help",
 )
 
-# Region name -> (label on screen, BGR colour, file suffix before .funscript)
+
+
+@dataclass(frozen=True)
+class Region:
+    """How one of the three side-by-side predictions is shown and exported."""
+
+    label: str  # on screen
+    colour: tuple[int, int, int]  # BGR, of its graph, bar and label
+    suffix: str  # file name: <stem><suffix>.funscript
+    description: str  # in the exported script's notes
+
+
 REGIONS = {
-    "full": ("full", (255, 160, 0), ""),
-    "crop": ("crop", (255, 0, 255), ".crop"),
-    "poi": ("poi", (0, 255, 255), ".poi"),
+    "full": Region("full", (255, 160, 0), "", "whole frame"),
+    "crop": Region("crop", (255, 0, 255), ".crop", "centre crop"),
+    "poi": Region("poi", (0, 255, 255), ".poi", "point of interest"),
 }
-POI_BOX_COLOUR = REGIONS["poi"][1]
+POI_BOX_COLOUR = REGIONS["poi"].colour
 SEEK_COLOUR = (60, 60, 200)
 
 
@@ -189,16 +200,17 @@ class Layout:
 
 def export_paths(folder: Path, stem: str) -> dict[str, Path]:
     """The first set of names in `folder` of which no file exists yet: stem.*, then stem-2.*, stem-3.* ..."""
-    for n in itertools.count(1):
+    n = 1
+    while True:
         base = stem if n == 1 else f"{stem}-{n}"
-        paths = {name: folder / f"{base}{suffix}.funscript" for name, (_, _, suffix) in REGIONS.items()}
+        paths = {name: folder / f"{base}{region.suffix}.funscript" for name, region in REGIONS.items()}
         paths["log"] = folder / f"{base}.poi.csv"
         if not any(p.exists() for p in paths.values()):
             return paths
-    raise AssertionError("unreachable")
+        n += 1
 
 
-def display_available() -> str | None:
+def display_problem() -> str | None:
     """None if a window can be opened here, else why not (Qt aborts the process when it has no display)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -379,33 +391,29 @@ class _Session:
 
     # -- export --------------------------------------------------------------------------------
 
-    def export(self) -> list[Path]:
-        """Write what was predicted so far (and the POI log) under new names; returns the files written."""
+    def export(self) -> None:
+        """Write what was predicted so far, and the POI log, under names not used yet."""
         scripts = {name: self.tracker.script(name) for name in REGIONS}
         scripts = {name: s for name, s in scripts.items() if s is not None and len(s)}
         if not scripts and not self.poi_log:
             self.echo("nothing to export yet (p starts predicting)")
-            return []
+            return
         folder = self.options.out_dir
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AutofunscriptError(f"{folder}: cannot create the folder ({exc.strerror})") from None
         paths = export_paths(folder, self.video.stem)
-        written = []
         for name, script in scripts.items():
-            self._describe(script, name)
+            self._describe(script, REGIONS[name])
             write_funscript(script, paths[name])
             span_s = (script.at[-1] - script.at[0]) / 1000 if len(script) > 1 else 0.0
-            self.echo(f"{paths[name]}: {len(script)} actions over {span_s:.1f} s ({REGIONS[name][0]})")
-            written.append(paths[name])
+            self.echo(f"{paths[name]}: {len(script)} actions over {span_s:.1f} s ({REGIONS[name].label})")
         if not scripts:
             self.echo("no motion predicted yet: only the POI log is written")
         if self.poi_log:
             atomic_write_text(paths["log"], format_poi_log(self.poi_log))
             self.echo(f"{paths['log']}: {len(self.poi_log)} POI changes")
-            written.append(paths["log"])
-        return written
 
     def export_or_report(self) -> None:
         """The e key: a failed export is reported and playback goes on."""
@@ -414,13 +422,13 @@ class _Session:
         except AutofunscriptError as exc:
             self.echo(f"error: {exc}")
 
-    def _describe(self, script: Funscript, name: str) -> None:
-        region = {"full": "whole frame", "crop": "centre crop", "poi": "point of interest"}[name]
+    def _describe(self, script: Funscript, region: Region) -> None:
         script.metadata = {
             "creator": f"autofunscript {__version__}",
             "title": self.video.stem,
             "duration": int(math.ceil(self.stream.info.duration_s)),
-            "notes": f"generator: autofunscript {__version__} view; method: {self.options.method}; region: {region}",
+            "notes": f"generator: autofunscript {__version__} view; method: {self.options.method}; "
+                     f"region: {region.description}",
         }
 
     # -- drawing -------------------------------------------------------------------------------
@@ -477,21 +485,21 @@ class _Session:
         if not self.predicting:
             _text(canvas, "press p to predict: full frame, centre crop and POI side by side", (12, top + PANEL_H // 2))
         span_s = self.tracker.preview_s
-        for i, (name, (label, colour, _)) in enumerate(REGIONS.items()):
+        for i, (name, region) in enumerate(REGIONS.items()):
             times, positions = self.previews.get(name, (np.zeros(0), np.zeros(0)))
             known = ~np.isnan(positions) & (times >= self.frame.time_s - span_s) & (times <= self.frame.time_s)
             if known.sum() >= 2:
                 xs = 4 + (times[known] - (self.frame.time_s - span_s)) / span_s * (graph_w - 8)
                 ys = inner_top + inner_h - positions[known] / 100 * inner_h
                 points = np.stack([xs, ys], axis=1).round().astype(np.int32)
-                cv2.polylines(canvas, [points], False, colour, 1, cv2.LINE_AA)
+                cv2.polylines(canvas, [points], False, region.colour, 1, cv2.LINE_AA)
             bar_x = graph_w + 8 + i * 46
             cv2.rectangle(canvas, (bar_x, inner_top), (bar_x + 22, inner_top + inner_h - 14), (70, 70, 70), 1)
             if known.any():
                 level = positions[known][-1] / 100
                 bar_top = int(inner_top + (1 - level) * (inner_h - 14))
-                cv2.rectangle(canvas, (bar_x + 1, bar_top), (bar_x + 21, inner_top + inner_h - 15), colour, -1)
-            _text(canvas, label, (bar_x - 2, inner_top + inner_h + 2), colour, 0.4)
+                cv2.rectangle(canvas, (bar_x + 1, bar_top), (bar_x + 21, inner_top + inner_h - 15), region.colour, -1)
+            _text(canvas, region.label, (bar_x - 2, inner_top + inner_h + 2), region.colour, 0.4)
 
     def _draw_help(self, canvas: np.ndarray) -> None:
         x0, y0 = 20, SEEK_BAR_H + 12
@@ -607,7 +615,7 @@ def view(video: Path, options: ViewOptions = ViewOptions(), echo: Callable[[str]
         raise AutofunscriptError(f"{video}: no such file")
     with open_video(video) as stream:
         session = _Session(video, stream, options, echo)
-        problem = display_available()
+        problem = display_problem()
         if problem:
             raise AutofunscriptError(f"{problem}: the viewer needs a window; "
                                      f"use `autofunscript generate {video}` to predict without one")
