@@ -20,8 +20,8 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -233,9 +233,6 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-_local_channel: _LocalChannel | None = None
-
-
 class _LocalChannel:
     def __init__(self, queue: Any, stop: Any) -> None:
         self.queue, self.stop = queue, stop
@@ -247,39 +244,76 @@ class _LocalChannel:
         return self.stop.is_set()
 
 
-def _init_local_worker(queue: Any, stop: Any) -> None:
-    global _local_channel
+def _run_in_child(job: VideoJob, queue: Any, stop: Any, sender: Any) -> None:
     # Ctrl+C reaches the whole process group: the parent alone decides, and tells workers via the stop event
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _local_channel = _LocalChannel(queue, stop)
+    sender.send(process_video(job, _LocalChannel(queue, stop)))
+    sender.close()
 
 
-def _process_video_locally(job: VideoJob) -> VideoOutcome:
-    assert _local_channel is not None, "worker started without _init_local_worker"
-    return process_video(job, _local_channel)
+@dataclass(eq=False)  # a handle: hashed by identity
+class _LocalTask:
+    job: VideoJob
+    process: Any = None
+    receiver: Any = None
+    outcome: VideoOutcome | None = None
 
 
 class _LocalEngine:
+    """One fresh process per video, `workers` at a time: a worker that dies (a decoder crash, the out-of-memory
+    killer) takes only its own video down, and memory is returned after every video."""
+
     def __init__(self, workers: int) -> None:
         import multiprocessing
 
         # Not fork: the parent runs threads (progress display) that a fork would copy mid-lock. The fork
-        # server imports the pipeline once and forks workers from that, instead of each worker importing it.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+        # server imports the pipeline once and forks each worker from that, ready to run.
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload([__name__])
         self.workers = workers
-        self.channel = _LocalChannel(context.Queue(), context.Event())
-        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_local_worker,
-                                        initargs=(self.channel.queue, self.channel.stop))
+        self.channel = _LocalChannel(self.context.Queue(), self.context.Event())
+        self.waiting: deque[_LocalTask] = deque()
+        self.running: list[_LocalTask] = []
 
-    def submit(self, job: VideoJob) -> Future:
-        return self.pool.submit(_process_video_locally, job)
+    def submit(self, job: VideoJob) -> _LocalTask:
+        task = _LocalTask(job)
+        self.waiting.append(task)
+        self._start_waiting()
+        return task
 
-    def done(self, handle: Future) -> bool:
-        return handle.done()
+    def _start_waiting(self) -> None:
+        while self.waiting and len(self.running) < self.workers:
+            task = self.waiting.popleft()
+            task.receiver, sender = self.context.Pipe(duplex=False)
+            task.process = self.context.Process(target=_run_in_child, daemon=True, name=f"video-{task.job.index}",
+                                                args=(task.job, self.channel.queue, self.channel.stop, sender))
+            task.process.start()
+            sender.close()  # the child holds the only sending end, so its death ends the pipe
+            self.running.append(task)
 
-    def outcome(self, handle: Future) -> VideoOutcome:
-        return handle.result()
+    def done(self, task: _LocalTask) -> bool:
+        if task.outcome is None and task.process is not None:
+            exited = not task.process.is_alive()  # read before polling: a dead child's outcome is already sent
+            if task.receiver.poll():
+                try:
+                    task.outcome = task.receiver.recv()
+                except EOFError:  # the child died without sending: the pipe only says it closed
+                    exited = True
+            if task.outcome is None and exited:
+                task.process.join()
+                task.outcome = VideoOutcome(task.job.video, task.job.script, FAILED,
+                                            error=f"{task.job.video}: the worker process died "
+                                                  f"(exit code {task.process.exitcode}); nothing written")
+            if task.outcome is not None:
+                task.process.join()
+                task.receiver.close()
+                self.running.remove(task)
+                self._start_waiting()
+        return task.outcome is not None
+
+    def outcome(self, task: _LocalTask) -> VideoOutcome:
+        assert task.outcome is not None, "outcome() before done()"
+        return task.outcome
 
     def progress(self) -> list[tuple[int, float, float]]:
         import queue
@@ -295,7 +329,13 @@ class _LocalEngine:
         self.channel.stop.set()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.waiting.clear()
+        self.channel.stop.set()  # only reached with videos running after a second Ctrl+C or an error
+        for task in self.running:
+            task.process.join(timeout=10)
+            if task.process.is_alive():
+                task.process.kill()
+                task.process.join()
         self.channel.queue.close()
 
 
@@ -588,6 +628,21 @@ def _drive(engine: Engine, jobs: list[VideoJob],
     return outcomes, stop.is_set()
 
 
+def run_jobs(jobs: list[VideoJob], *, engine: str = "local", workers: int | None = None, address: str | None = None,
+             listener: BatchListener | None = None) -> tuple[dict[int, VideoOutcome], bool, int]:
+    """Run jobs on an engine: their outcomes by job index, whether Ctrl+C stopped the run, and the workers used."""
+    if not jobs:
+        return {}, False, 0
+    with open_engine(engine, min(workers or default_workers(), len(jobs)), address) as runner:
+        # one OpenCV thread per worker, so N workers on N cores do not fight over them
+        if runner.workers > 1 or engine != "local":
+            jobs = [replace(job, cv_threads=1) for job in jobs]
+        if listener is not None:
+            listener.started(jobs, runner.workers)
+        outcomes, interrupted = _drive(runner, jobs, listener)
+        return outcomes, interrupted, runner.workers
+
+
 def run_batch(videos: Sequence[Path], options: GenerateOptions = GenerateOptions(), *, engine: str = "local",
               workers: int | None = None, address: str | None = None, force: bool = False,
               listener: BatchListener | None = None) -> BatchResult:
@@ -597,17 +652,8 @@ def run_batch(videos: Sequence[Path], options: GenerateOptions = GenerateOptions
     if listener is not None:
         for index in sorted(outcomes):
             listener.finished(outcomes[index])
-    slots = 0
-    interrupted = False
-    if jobs:
-        with open_engine(engine, min(workers or default_workers(), len(jobs)), address) as runner:
-            slots = runner.workers
-            # one OpenCV thread per worker, so N workers on N cores do not fight over them
-            jobs = [replace(job, cv_threads=1) for job in jobs] if slots > 1 or engine != "local" else jobs
-            if listener is not None:
-                listener.started(jobs, slots)
-            ran, interrupted = _drive(runner, jobs, listener)
-            outcomes.update(ran)
+    ran, interrupted, slots = run_jobs(jobs, engine=engine, workers=workers, address=address, listener=listener)
+    outcomes.update(ran)
     for job in jobs:  # only after Ctrl+C can a job lack an outcome
         outcomes.setdefault(job.index, VideoOutcome(job.video, job.script, INTERRUPTED))
     return BatchResult([outcomes[i] for i in range(len(videos))], time.perf_counter() - started, interrupted,
@@ -814,6 +860,8 @@ def run_cli(paths: Sequence[Path], options: GenerateOptions, *, recursive: bool,
     """The `batch` command: returns 0 when every video has a script, 1 when some failed, 130 after Ctrl+C."""
     if report is not None:
         check_report_path(report)
+    if address and workers:
+        log.warning("--workers is ignored with --address: the cluster at %s has the workers it has", address)
     videos = find_videos(paths, recursive)
     if not videos:
         where = ", ".join(map(str, paths))
