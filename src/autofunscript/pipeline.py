@@ -18,6 +18,7 @@ import numpy as np
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample
+from autofunscript.motion.keyframe import choose_axis, track_band
 from autofunscript.motion.segments import Window, Windower
 from autofunscript.motion.signal import analyse_window
 from autofunscript.script.funscript import Funscript
@@ -28,6 +29,10 @@ from autofunscript.video.stream import VideoInfo, open_video
 # Below this mean squared ROI velocity (analysis px/frame) a window is camera noise, not a subject.
 STILL_ENERGY = 0.02
 EXTRA_AXES = ("sway", "roll", "surge")
+FLOW_CELL = 10  # analysis pixels per motion-grid cell
+# Windows keep their analysis frames for keyframe tracking: 30 s of 320x180 grey is about 50 MB at 30 fps.
+WINDOW_S = 30.0
+WINDOW_OVERLAP_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,13 @@ def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.nda
     if ws.energy < STILL_ENERGY:
         return nan, {name: nan for name in EXTRA_AXES}
     lo, hi = options.post.range
-    position = robust_normalise(ws.position, lo, hi)
+    position = ws.position
+    if window.images is not None:
+        # the flow found where the subject moves; its axis and position are then measured against the
+        # window's first frame, which needs no integration and so cannot drift
+        axis = choose_axis(window.images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0)
+        position = track_band(window.images, window.cameras, ws.roi_weight, axis, FLOW_CELL, key=0)
+    position = robust_normalise(position, lo, hi)
     extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
     return position, extra
 
@@ -179,8 +190,8 @@ def _check_range_and_poi(path: Path, info: VideoInfo, options: GenerateOptions) 
 def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallback | None = None,
                  should_stop: Callable[[], bool] | None = None) -> tuple[DenseSignal, list[float], int, bool]:
     """Decode and track; returns the dense signal, cut times, frames read and whether it was cut short."""
-    tracker = FlowTracker()
-    windower = Windower()
+    tracker = FlowTracker(cell=FLOW_CELL)
+    windower = Windower(max_s=WINDOW_S, overlap_s=WINDOW_OVERLAP_S, keep_images=True)
     assembler = _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES))
     frames = 0
     interrupted = False
@@ -198,7 +209,7 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
                                              *_eye_size(info, options.vr), tracker.cell)
                 sample = tracker.update(frame.image, frame.time_s)
                 frames += 1
-                for window in windower.push(sample):
+                for window in windower.push(sample, frame.image):
                     assembler.add(window, *_window_positions(window, options, roi_mask))
                 if progress is not None:
                     progress(frame.time_s - options.start_s, total)

@@ -21,6 +21,7 @@ class MotionSample:
     time_s: float
     grid: np.ndarray  # (rows, cols, 2) float32 velocity in analysis pixels per frame, camera motion removed
     cut_score: float  # change of the normalised thumbnail against the previous frame (0 = identical)
+    camera: np.ndarray | None = None  # 2x3 similarity taking previous-frame points to this frame's; None = still
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class FlowTracker:
         cut_score = float(np.abs(thumb - self._prev_thumb).mean())
         flow = self._dis.calc(self._prev, gray, None)
         grid = cv2.resize(flow[: rows * self.cell, : cols * self.cell], (cols, rows), interpolation=cv2.INTER_AREA)
+        model = None
         if self.compensate_camera:
             model = self._camera_model(flow)
             if model is not None:
@@ -107,4 +109,4 @@ class FlowTracker:
                 cam_y = model[1, 0] * cx + model[1, 1] * cy + model[1, 2] - cy
                 grid = grid - np.stack([cam_x, cam_y], axis=-1).astype(np.float32)
         self._prev, self._prev_thumb = gray, thumb
-        return MotionSample(time_s, grid.astype(np.float32), cut_score)
+        return MotionSample(time_s, grid.astype(np.float32), cut_score, model)

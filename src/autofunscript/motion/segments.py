@@ -10,6 +10,8 @@ import numpy as np
 
 from autofunscript.motion.flow import MotionSample
 
+_IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
 
 @dataclass(frozen=True)
 class Window:
@@ -19,6 +21,8 @@ class Window:
     grids: np.ndarray  # (T, rows, cols, 2)
     overlap: int
     starts_scene: bool  # first window after a cut (or of the video)
+    images: np.ndarray | None = None  # (T, H, W) analysis frames, when the windower keeps them
+    cameras: np.ndarray | None = None  # (T, 2, 3) camera motion from the previous frame (identity if unknown)
 
 
 class CutDetector:
@@ -44,8 +48,12 @@ class Windower:
     """Groups samples into windows: a new scene starts a new window; long scenes are split into
     windows of `max_s` seconds that overlap by `overlap_s` so they can be blended."""
 
-    def __init__(self, max_s: float = 60.0, overlap_s: float = 8.0, detect_cuts: bool = True) -> None:
+    def __init__(self, max_s: float = 60.0, overlap_s: float = 8.0, detect_cuts: bool = True,
+                 keep_images: bool = False) -> None:
         self.max_s = max_s
+        self.keep_images = keep_images
+        self._images: list[np.ndarray] = []
+        self._cameras: list[np.ndarray] = []
         self.overlap_s = overlap_s
         self.cuts = CutDetector() if detect_cuts else None
         self.cut_times: list[float] = []
@@ -55,24 +63,32 @@ class Windower:
         self._new_scene = True
 
     def _emit(self) -> Window:
-        return Window(np.asarray(self._times), np.stack(self._grids), self._overlap, self._new_scene)
+        images = np.stack(self._images) if self.keep_images else None
+        cameras = np.stack(self._cameras) if self.keep_images else None
+        return Window(np.asarray(self._times), np.stack(self._grids), self._overlap, self._new_scene, images, cameras)
 
-    def push(self, sample: MotionSample) -> Iterator[Window]:
+    def push(self, sample: MotionSample, image: np.ndarray | None = None) -> Iterator[Window]:
+        """Add one frame's sample (and its analysis image when `keep_images`); yields finished windows."""
         if self._times and self.cuts is not None and self.cuts.is_cut(sample.cut_score):
             self.cut_times.append(sample.time_s)
             yield self._emit()
-            self._times, self._grids, self._overlap, self._new_scene = [], [], 0, True
+            self._times, self._grids, self._images, self._cameras = [], [], [], []
+            self._overlap, self._new_scene = 0, True
             # flow across a cut is meaningless: the new scene starts at rest
             sample = MotionSample(sample.time_s, np.zeros_like(sample.grid), 0.0)
         self._times.append(sample.time_s)
         self._grids.append(sample.grid.astype(np.float16))
+        if self.keep_images:
+            self._images.append(image)
+            self._cameras.append(_IDENTITY if sample.camera is None else sample.camera.astype(np.float64))
         if self._times[-1] - self._times[0] >= self.max_s:
             yield self._emit()
             keep = int(np.searchsorted(self._times, self._times[-1] - self.overlap_s))
             self._times, self._grids = self._times[keep:], self._grids[keep:]
+            self._images, self._cameras = self._images[keep:], self._cameras[keep:]
             self._overlap, self._new_scene = len(self._times), False
 
     def flush(self) -> Iterator[Window]:
         if len(self._times) > self._overlap:
             yield self._emit()
-        self._times, self._grids = [], []
+        self._times, self._grids, self._images, self._cameras = [], [], [], []

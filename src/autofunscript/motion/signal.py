@@ -55,7 +55,7 @@ def periodicity(x: np.ndarray, fps: float, min_period_s: float = 0.15, max_perio
     return float(np.clip(ac[lo:hi].max(), 0.0, 1.0))
 
 
-def _axis_sign_convention(axis: np.ndarray) -> np.ndarray:
+def orient_axis(axis: np.ndarray) -> np.ndarray:
     """Orient the stroke axis: mostly vertical -> pointing up on screen; mostly horizontal -> pointing right."""
     ax, ay = axis
     if abs(ay) >= abs(ax):
@@ -110,7 +110,7 @@ def analyse_window(grids: np.ndarray, fps: float, drift_cutoff_hz: float = 0.02,
         # principal direction of the loading vectors, weighted by how much each cell takes part
         cov = (loadings * strength[:, None]).T @ loadings
         eigvals, eigvecs = np.linalg.eigh(cov)
-        direction = _axis_sign_convention(eigvecs[:, np.argmax(eigvals)])
+        direction = orient_axis(eigvecs[:, np.argmax(eigvals)])
     else:
         direction = np.asarray(axis, float) / (np.hypot(*axis) or 1.0)
 

@@ -1,0 +1,144 @@
+"""Absolute subject position by masked template matching against a keyframe.
+
+Integrating frame-to-frame flow loses the subject when it is smooth (skin) and fast: the flow inside
+a plain surface is underestimated by a speed-dependent factor, and the integral wanders. Here every
+frame is compared with one keyframe of its window instead, so errors never accumulate:
+
+1. The ROI found by the flow analysis is turned into a band along the stroke axis (rotated upright).
+2. Each frame's band is registered to the keyframe through the chain of camera motions.
+3. Only pixels that differ between the frame and the keyframe are matched (the subject's old and new
+   places); the static background, which would pull the match to zero shift, is left out.
+4. The shift along the axis that best explains those pixels is the displacement from the keyframe.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from autofunscript.motion.signal import orient_axis
+
+CHANGE_THRESHOLD = 12.0  # grey levels
+MIN_CHANGED_SHARE = 0.004  # below this the frame looks like the keyframe: zero displacement
+ACROSS_SLACK = 1  # pixels of search across the axis, for a slightly bent or tilted path
+MAX_SEARCH_SHARE = 0.5  # the subject cannot travel more than this share of the frame height from the keyframe
+
+
+_KERNEL = np.ones((3, 3), np.uint8)
+
+
+def _h(m: np.ndarray) -> np.ndarray:
+    return np.vstack([m, [0.0, 0.0, 1.0]])
+
+
+def camera_chain(cameras: np.ndarray, key: int) -> np.ndarray:
+    """(T, 3, 3) maps from keyframe coordinates to each frame's, from per-frame motions prev -> current."""
+    t = cameras.shape[0]
+    chain = np.empty((t, 3, 3))
+    chain[key] = np.eye(3)
+    for i in range(key + 1, t):
+        chain[i] = _h(cameras[i]) @ chain[i - 1]
+    for i in range(key - 1, -1, -1):
+        chain[i] = np.linalg.inv(_h(cameras[i + 1])) @ chain[i + 1]
+    return chain
+
+
+def band_geometry(roi_weight: np.ndarray, axis: tuple[float, float], cell: int) -> tuple[np.ndarray, int, int]:
+    """Canonical band (upright along the axis) covering the ROI: 3x3 map canonical -> frame, width, length."""
+    a = np.asarray(axis, float)
+    a /= np.hypot(*a)
+    n = np.array([-a[1], a[0]])
+    rows, cols = np.nonzero(roi_weight > 0.2)
+    centres = np.stack([(cols + 0.5) * cell, (rows + 0.5) * cell], axis=1)
+    along, across = centres @ a, centres @ n
+    a_max = along.max() + cell
+    a_min = along.min() - cell
+    n_min = across.min() - cell
+    width = int(np.ceil(across.max() + cell - n_min))
+    length = int(np.ceil(a_max - a_min))
+    origin = n_min * n + a_max * a  # canonical (0, 0): one corner of the band, "up" end
+    to_frame = np.array([[n[0], -a[0], origin[0]], [n[1], -a[1], origin[1]], [0.0, 0.0, 1.0]])
+    return to_frame, max(width, 8), max(length, 8)
+
+
+class BandMatcher:
+    """Matches frames of a window against its keyframe inside the ROI band along one axis."""
+
+    def __init__(self, images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
+                 axis: tuple[float, float], cell: int, key: int, chain: np.ndarray | None = None) -> None:
+        self.images = images
+        height = images.shape[1]
+        to_frame, self.width, self.length = band_geometry(roi_weight, axis, cell)
+        self.search = int(min(self.length, MAX_SEARCH_SHARE * height))
+        # search-image rows r and columns c map to canonical (c - slack, r - search)
+        offset = np.array([[1.0, 0.0, -ACROSS_SLACK], [0.0, 1.0, -self.search], [0.0, 0.0, 1.0]])
+        self.size = (self.width + 2 * ACROSS_SLACK, self.length + 2 * self.search)
+        chain = camera_chain(cameras, key) if chain is None else chain
+        self.maps = (chain @ to_frame @ offset)[:, :2]
+        self.key = key
+        self.key_band = self._centre(self._warp(key))
+        self.key_level = float(np.median(self.key_band))
+        self.key_small = cv2.pyrDown(self.key_band)
+
+    def _warp(self, i: int) -> np.ndarray:
+        return cv2.warpAffine(self.images[i], self.maps[i], self.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+
+    def _centre(self, region: np.ndarray) -> np.ndarray:
+        return region[self.search : self.search + self.length, ACROSS_SLACK : ACROSS_SLACK + self.width]
+
+    def match(self, i: int) -> tuple[float, float]:
+        """(displacement along the axis from the keyframe, mean squared residual per matched pixel)."""
+        if i == self.key:
+            return 0.0, 0.0
+        region = self._warp(i)
+        # lighting flicker shifts the whole band: match levels on the median, which the subject barely moves
+        region += self.key_level - float(np.median(self._centre(region)))
+        difference = np.abs(self._centre(region) - self.key_band)
+        # compression noise flips scattered single pixels; the subject changes whole blobs
+        changed = cv2.morphologyEx((difference > CHANGE_THRESHOLD).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
+        if changed.mean() < MIN_CHANGED_SHARE:
+            return 0.0, 0.0
+        mask = cv2.dilate(changed, _KERNEL).astype(np.float32)
+        # coarse: every shift at half resolution; fine: full resolution around the coarse best
+        coarse = cv2.matchTemplate(cv2.pyrDown(region), self.key_small, cv2.TM_SQDIFF, mask=cv2.pyrDown(mask))
+        centre_row = 2 * int(np.argmin(coarse.min(axis=1)))
+        top = max(0, centre_row - 3)
+        bottom = min(region.shape[0], centre_row + 3 + self.length)
+        cost = cv2.matchTemplate(region[top:bottom], self.key_band, cv2.TM_SQDIFF, mask=mask)
+        profile = cost.min(axis=1)
+        best = int(np.argmin(profile))
+        refine = 0.0
+        if 0 < best < profile.size - 1:
+            left, mid, right = profile[best - 1 : best + 2]
+            curvature = left - 2 * mid + right
+            refine = 0.5 * (left - right) / curvature if curvature > 0 else 0.0
+        # content found `d` rows higher in the canonical band moved `d` along the axis
+        return self.search - (top + best + refine), float(profile[best] / max(mask.sum(), 1.0))
+
+
+def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, first_guess: tuple[float, float],
+                cell: int, key: int, samples: int = 40) -> tuple[float, float]:
+    """The stroke direction whose matches explain a sample of frames best (lowest residual).
+
+    Flow directions at a smooth subject's tips are unreliable, so candidate directions every 15 degrees
+    (and the flow's guess) are tried on a few frames and the one with the best fit wins.
+    """
+    t = images.shape[0]
+    picks = np.unique(np.linspace(0, t - 1, min(samples, t)).astype(int))
+    chain = camera_chain(cameras, key)
+    candidates = [first_guess] + [(np.sin(np.radians(d)), -np.cos(np.radians(d))) for d in range(-90, 90, 15)]
+    best_axis, best_residual = first_guess, np.inf
+    for axis in candidates:
+        matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key, chain)
+        residual = float(np.mean([matcher.match(i)[1] for i in picks]))
+        if residual < best_residual:
+            best_axis, best_residual = axis, residual
+    return tuple(orient_axis(np.asarray(best_axis, float)))
+
+
+def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, axis: tuple[float, float],
+               cell: int, key: int) -> np.ndarray:
+    """Displacement along `axis` (analysis pixels, + = along the axis) of the ROI subject for each frame."""
+    matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key)
+    return np.array([matcher.match(i)[0] for i in range(images.shape[0])])
