@@ -207,7 +207,8 @@ def tune(script_path: Path, out: Path | None, force: bool, **post) -> None:
     tuned = script.copy_with(at, pos)
     tuned.axes = {}
     notes = str(tuned.metadata.get("notes", "") or "")
-    tuned.metadata["notes"] = (notes + "; " if notes else "") + f"tuned by autofunscript {__version__}"
+    applied = ", ".join(f"{name}={value}" for name, value in vars(settings).items())
+    tuned.metadata["notes"] = (notes + "; " if notes else "") + f"tuned by autofunscript {__version__} ({applied})"
     write_funscript(tuned, out, force=True)
     click.echo(f"{out}: {len(script)} -> {len(tuned)} actions" + (f"; {report.notes[0]}" if report.notes else ""))
 
