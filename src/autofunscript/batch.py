@@ -732,7 +732,7 @@ vertical-align: middle; } th { color: #aaa; font-weight: 600; } td.num { text-al
 def report_html(result: BatchResult, options: GenerateOptions, scripts: Sequence[Funscript | None]) -> str:
     data = report_data(result, options)
     rows = []
-    for outcome, item, script in zip(result.outcomes, data["videos"], scripts):
+    for outcome, item, script in zip(result.outcomes, data["videos"], scripts, strict=True):
         picture = ""
         if script is not None and len(script):
             encoded = base64.b64encode(heatmap_png(script)).decode("ascii")
