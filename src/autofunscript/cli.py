@@ -446,7 +446,7 @@ def _run_training(data_dir: Path, out_dir: Path, config, settings, cache_dir: Pa
 
 @cli.command()
 @_training_options
-@click.option("--epochs", default=30, show_default=True)
+@click.option("--epochs", default=16, show_default=True)
 @click.option("--context", "context_s", default=10.0, show_default=True, help="Context in seconds (2-20).")
 @click.option("--inputs", default="flow", show_default=True, help="flow, plus any of edges,mask,patch.")
 @click.option("--width", default=64, show_default=True, help="Channels of the network.")

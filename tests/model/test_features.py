@@ -97,3 +97,23 @@ def test_spec_rejects_unknown_inputs():
         FeatureSpec(("edges",))
     with pytest.raises(ValueError):
         FeatureSpec(("flow", "depth"))
+
+
+def test_augmentations_are_their_own_inverse_and_mirror_the_flow():
+    from autofunscript.model.features import augment
+
+    spec = FeatureSpec(("flow", "edges"))
+    names = spec.channel_names()
+    values = np.random.default_rng(4).normal(size=(50, spec.n_features)).astype(np.float32)
+    for mirror, reverse in ((True, False), (False, True), (True, True)):
+        once = augment(values, spec, mirror, reverse)
+        assert not np.allclose(once, values)
+        assert np.allclose(augment(once, spec, mirror, reverse), values)
+    mirrored = augment(values, spec, True, False)
+    assert np.array_equal(mirrored[:, names.index("flow_x_2_0")], -values[:, names.index("flow_x_2_7")])
+    assert np.array_equal(mirrored[:, names.index("flow_y_2_0")], values[:, names.index("flow_y_2_7")])
+    assert np.array_equal(mirrored[:, names.index("edges_1_1")], values[:, names.index("edges_1_6")])
+    assert np.array_equal(mirrored[:, names.index("roi_position")], values[:, names.index("roi_position")])
+    backwards = augment(values, spec, False, True)
+    assert np.array_equal(backwards[0, names.index("roi_velocity")], -values[-1, names.index("roi_velocity")])
+    assert np.array_equal(backwards[0, names.index("roi_position")], values[-1, names.index("roi_position")])

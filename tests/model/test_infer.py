@@ -48,3 +48,26 @@ def test_grid_values_reach_frames_with_holds_kept():
     assert np.isnan(out[still]).all()
     moving = (frames < 0.98) | (frames > 2.02)
     assert np.allclose(out[moving], frames[moving], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_shipped_model_loads_offline_and_follows_strokes(stroking_clip: Path, monkeypatch):
+    import socket
+
+    from autofunscript.model.infer import MODEL_ENV, WEIGHTS_DIR, ModelRunner
+    from autofunscript.pipeline import GenerateOptions, generate
+    from autofunscript.script.evaluate import evaluate
+    from autofunscript.script.funscript import read_funscript
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the model must not touch the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    runner = ModelRunner()
+    assert runner.path.parent == WEIGHTS_DIR and runner.path.stat().st_size < 20 * 1024 * 1024
+    assert runner.card.parameters > 0 and runner.card.config.context_steps > 0
+    result = generate(stroking_clip, GenerateOptions(method="model"))
+    assert "method: model" in result.script.metadata["notes"]
+    score = evaluate(result.script, read_funscript(stroking_clip.with_suffix(".funscript")))
+    assert score.pearson > 0.9, score

@@ -187,6 +187,41 @@ def window_features(window: Window, spec: FeatureSpec, image_rows: np.ndarray | 
     return WindowFeatures(times, grid, resample_rows(times, rows, grid).astype(np.float32), ws)
 
 
+def _mirror_columns(spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Column permutation and signs that mirror features left-right (see augment)."""
+    names = spec.channel_names()
+    order = np.arange(len(names))
+    sign = np.ones(len(names), np.float32)
+    rows, cols = POOL
+    for i, name in enumerate(names):
+        parts = name.split("_")
+        if parts[0] == "flow":
+            order[i] = names.index(f"flow_{parts[1]}_{parts[2]}_{cols - 1 - int(parts[3])}")
+            sign[i] = -1.0 if parts[1] == "x" else 1.0
+        elif parts[0] in IMAGE_INPUTS:
+            order[i] = names.index(f"{parts[0]}_{parts[1]}_{cols - 1 - int(parts[2])}")
+        elif name in ("roi_sway", "roi_roll"):
+            sign[i] = -1.0
+    return order, sign
+
+
+def augment(values: np.ndarray, spec: FeatureSpec, mirror: bool, reverse: bool) -> np.ndarray:
+    """Training copies of a chunk that are as real as the original.
+
+    mirror: the scene flipped left-right (horizontal velocities, sway and rotation change sign; the stroke
+    axis of the mostly vertical strokes does not). reverse: time played backwards (every velocity changes
+    sign, positions just run backwards); the caller reverses the truth too.
+    """
+    out = values.copy()
+    if mirror:
+        order, sign = _mirror_columns(spec)
+        out = out[:, order] * sign
+    if reverse:
+        out = out[::-1].copy()
+        out[:, :N_FLOW + 1] *= -1.0  # pooled flow and roi_velocity
+    return out
+
+
 def model_input(values: np.ndarray, length: int, spec: FeatureSpec, hint: float | None = None) -> np.ndarray:
     """One chunk of feature rows (n <= length) -> the model's (channels, length) input.
 

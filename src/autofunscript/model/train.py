@@ -23,7 +23,7 @@ import numpy as np
 
 from autofunscript.errors import AutofunscriptError
 from autofunscript.model.card import ModelCard, ModelConfig
-from autofunscript.model.features import FEATURE_RATE, FeatureSpec, model_input, target_positions
+from autofunscript.model.features import FEATURE_RATE, FeatureSpec, augment, model_input, target_positions
 from autofunscript.model.router import HEADS, MOTION_TYPES, motion_labels
 from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
 from autofunscript.script.funscript import Funscript, read_funscript
@@ -37,6 +37,7 @@ MIN_WINDOW_STEPS = 30  # windows shorter than a second (a scene cut right after 
 DERIVATIVE_WEIGHT = 10.0
 CLASS_WEIGHT = 0.3
 HINT_RATE = 0.3  # share of training chunks that are given their first position
+AUGMENT_RATE = 0.5  # chance of each augmentation (mirror, time reversal) per training chunk
 _SBS = {"sbs", "lr", "180", "3dh", "vr"}
 _OU = {"ou", "tb", "3dv"}
 
@@ -64,7 +65,7 @@ class WindowData:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 30
+    epochs: int = 16
     batch: int = 32
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
@@ -183,8 +184,9 @@ class Chunks:
 
 
 def make_chunks(clips: list[list[WindowData]], config: ModelConfig, rng: np.random.Generator | None) -> Chunks:
-    """Chunks of every window: a stride of a third of the context, randomly offset per epoch when
-    `rng` is given (which also hands some chunks their first position as a hint)."""
+    """Chunks of every window: a stride of a third of the context. With `rng` (training) the stride is
+    randomly offset per epoch, chunks are mirrored and/or time-reversed, and some get their first
+    position as a hint; without it (validation) chunks are fixed."""
     length = config.context_steps
     stride = max(1, length // 3)
     xs, ys, vs, ls = [], [], [], []
@@ -201,16 +203,23 @@ def make_chunks(clips: list[list[WindowData]], config: ModelConfig, rng: np.rand
             for s in starts:
                 span = slice(s, s + length)
                 m = min(length, n - s)
-                hint = float(w.truth[s]) if rng is not None and rng.random() < HINT_RATE else None
-                xs.append(model_input(w.values[span], length, config.spec, hint))
+                values, truth, labels = w.values[span], w.truth[span], w.labels[span]
+                hint = None
+                if rng is not None:
+                    mirror, reverse = rng.random(2) < AUGMENT_RATE
+                    values = augment(values, config.spec, mirror, reverse)
+                    if reverse:
+                        truth, labels = truth[::-1], labels[::-1]
+                    hint = float(truth[0]) if rng.random() < HINT_RATE else None
+                xs.append(model_input(values, length, config.spec, hint))
                 y = np.zeros(length, np.float32)
-                y[:m] = target_positions(w.truth[span])
+                y[:m] = target_positions(truth)
                 ys.append(y)
                 v = np.zeros(length, np.float32)
                 v[:m] = 1.0
                 vs.append(v)
                 lab = np.full(length, -1, np.int64)
-                lab[:m] = w.labels[span]
+                lab[:m] = labels
                 ls.append(lab)
     if not xs:
         raise AutofunscriptError("no training windows of at least a second: are the clips that short?")
