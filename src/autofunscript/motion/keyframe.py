@@ -88,9 +88,9 @@ class BandMatcher:
         return region[self.search : self.search + self.length, ACROSS_SLACK : ACROSS_SLACK + self.width]
 
     def match(self, i: int) -> tuple[float, float]:
-        """(displacement along the axis from the keyframe, mean squared residual per matched pixel)."""
+        """(displacement along the axis from the keyframe, share of the change the shift leaves unexplained)."""
         if i == self.key:
-            return 0.0, 0.0
+            return 0.0, 1.0
         region = self._warp(i)
         # lighting flicker shifts the whole band: match levels on the median, which the subject barely moves
         region += self.key_level - float(np.median(self._centre(region)))
@@ -98,7 +98,7 @@ class BandMatcher:
         # compression noise flips scattered single pixels; the subject changes whole blobs
         changed = cv2.morphologyEx((difference > CHANGE_THRESHOLD).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
         if changed.mean() < MIN_CHANGED_SHARE:
-            return 0.0, 0.0
+            return 0.0, 1.0
         mask = cv2.dilate(changed, _KERNEL).astype(np.float32)
         # coarse: every shift at half resolution; fine: full resolution around the coarse best
         coarse = cv2.matchTemplate(cv2.pyrDown(region), self.key_small, cv2.TM_SQDIFF, mask=cv2.pyrDown(mask))
@@ -113,13 +113,16 @@ class BandMatcher:
             left, mid, right = profile[best - 1 : best + 2]
             curvature = left - 2 * mid + right
             refine = 0.5 * (left - right) / curvature if curvature > 0 else 0.0
+        # the share of the change that the shift leaves unexplained: a wrong axis explains less
+        unmoved = float((difference**2 * mask).sum())
+        unexplained = float(profile[best]) / unmoved if unmoved > 0 else 1.0
         # content found `d` rows higher in the canonical band moved `d` along the axis
-        return self.search - (top + best + refine), float(profile[best] / max(mask.sum(), 1.0))
+        return self.search - (top + best + refine), unexplained
 
 
 def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, first_guess: tuple[float, float],
                 cell: int, key: int, samples: int = 40) -> tuple[float, float]:
-    """The stroke direction whose matches explain a sample of frames best (lowest residual).
+    """The stroke direction whose shifts explain most of the change in a sample of frames.
 
     Flow directions at a smooth subject's tips are unreliable, so candidate directions every 15 degrees
     (and the flow's guess) are tried on a few frames and the one with the best fit wins.
