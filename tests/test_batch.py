@@ -20,7 +20,7 @@ import pytest
 
 from autofunscript import cli
 from autofunscript.batch import (FAILED, INTERRUPTED, SKIPPED, WRITTEN, BatchResult, VideoOutcome, find_videos,
-                                 plan_jobs, run_batch, run_jobs)
+                                 plan_jobs, run_batch, run_jobs, write_report)
 from autofunscript.pipeline import GenerateOptions
 from autofunscript.script.funscript import read_funscript
 
@@ -158,7 +158,7 @@ def test_html_report_lists_every_video_with_status_and_embedded_heatmaps(first_r
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == len(GOOD_CLIPS)
     heatmap = cv2.imdecode(np.frombuffer(base64.b64decode(images[0]), np.uint8), cv2.IMREAD_COLOR)
-    assert heatmap.shape == (72, 480, 3) and heatmap.std() > 10
+    assert heatmap.shape == (72, 400, 3) and heatmap.std() > 10
 
 
 def test_rerun_skips_finished_videos_and_writes_a_json_report(first_run: dict, capsys) -> None:
@@ -179,6 +179,21 @@ def test_rerun_skips_finished_videos_and_writes_a_json_report(first_run: dict, c
         assert video["strokes"] >= 4 and video["actions"] > 10
     assert by_name["corrupt.mp4"]["status"] == FAILED and "corrupt.mp4" in by_name["corrupt.mp4"]["error"]
     assert data["settings"]["post"]["max_speed"] == 400.0
+
+
+def test_report_warns_about_flat_and_too_fast_scripts(tmp_path: Path) -> None:
+    flat = {"actions": [{"at": 0, "pos": 50}, {"at": 5000, "pos": 50}]}
+    fast = {"actions": [{"at": t, "pos": 0 if i % 2 else 100} for i, t in enumerate(range(0, 4000, 100))]}
+    for name, script in (("flat", flat), ("fast", fast)):
+        (tmp_path / f"{name}.mp4").write_bytes(b"not decoded: the video is skipped")
+        (tmp_path / f"{name}.funscript").write_text(json.dumps(script))
+    result = run_batch(find_videos([tmp_path]))
+    assert result.workers == 0 and [o.status for o in result.outcomes] == [SKIPPED, SKIPPED]
+    write_report(result, OPTIONS, tmp_path / "report.json")
+    videos = {Path(v["video"]).stem: v for v in json.loads((tmp_path / "report.json").read_text())["videos"]}
+    assert videos["flat"]["warnings"] == ["no strokes: the script barely moves"]
+    assert videos["fast"]["strokes"] == 39 and videos["fast"]["max_speed"] == 1000.0
+    assert videos["fast"]["warnings"] == ["39 segments faster than 400 pos/s (fastest 1000)"]
 
 
 def test_force_regenerates_and_a_folder_of_finished_videos_exits_zero(first_run: dict, tmp_path: Path,

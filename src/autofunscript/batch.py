@@ -47,7 +47,7 @@ WRITTEN, SKIPPED, FAILED, INTERRUPTED = "written", "skipped", "failed", "interru
 
 PROGRESS_INTERVAL_S = 0.25  # workers report (and look for a stop request) at most this often
 POLL_INTERVAL_S = 0.1
-HEATMAP_SIZE = (480, 72)
+HEATMAP_SIZE = (400, 72)
 
 
 # --- finding the videos ------------------------------------------------------------------------------
@@ -164,6 +164,8 @@ def _describe_script(outcome: VideoOutcome, script: Funscript) -> None:
     outcome.actions, outcome.strokes = stats.actions, stats.strokes
     outcome.max_speed, outcome.fast_segments = stats.max_speed, stats.fast_segments
     outcome.video_seconds = outcome.video_seconds or stats.duration_s  # a skipped video's length, from its script
+    if not stats.strokes:
+        outcome.warnings.append("no strokes: the script barely moves")
     if stats.fast_segments:
         outcome.warnings.append(f"{stats.fast_segments} segments faster than {FAST_POS_PER_S:g} pos/s "
                                 f"(fastest {stats.max_speed:.0f})")
@@ -726,6 +728,7 @@ table { border-collapse: collapse; } th, td { padding: 6px 10px; border-bottom: 
 vertical-align: middle; } th { color: #aaa; font-weight: 600; } td.num { text-align: right; }
 .written { color: #6c6; } .skipped { color: #8ac; } .failed { color: #f66; } .interrupted { color: #fb4; }
 .warn { color: #fb4; } .error { color: #f66; } img { display: block; } small { color: #999; }
+td.notes { min-width: 18em; max-width: 28em; }
 """
 
 
@@ -747,15 +750,17 @@ def report_html(result: BatchResult, options: GenerateOptions, scripts: Sequence
             f'<td class="num">{f"{outcome.seconds:.1f}" if outcome.status != SKIPPED else ""}</td>'
             f'<td class="num">{outcome.video_seconds:.1f}</td>'
             f'<td class="num">{outcome.strokes}</td><td class="num">{outcome.actions}</td>'
-            f'<td class="num">{outcome.max_speed:.0f}</td><td>{"".join(notes)}</td><td>{picture}</td></tr>'
+            f'<td class="num">{outcome.max_speed:.0f}</td><td class="notes">{"".join(notes)}</td><td>{picture}</td></tr>'
         )
     counts = ", ".join(f"{n} {status}" for status, n in data["counts"].items() if n)
+    ran_on = (f" ({html.escape(result.engine)} engine, {result.workers} worker{'s' if result.workers != 1 else ''})"
+              if result.workers else "")
     stopped = "; interrupted" if result.interrupted else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>autofunscript batch report</title>"
         f"<style>{_HTML_STYLE}</style></head><body>\n"
-        f"<h1>autofunscript batch report</h1>\n<p>{html.escape(counts)} in {result.elapsed_s:.1f} s "
-        f"({html.escape(result.engine)} engine, {result.workers} worker{'s' if result.workers != 1 else ''}){stopped}. "
+        f"<h1>autofunscript batch report</h1>\n<p>{html.escape(counts)} in {result.elapsed_s:.1f} s"
+        f"{ran_on}{stopped}. "
         f"<small>{html.escape(data['generator'])}, {html.escape(data['finished'])}</small></p>\n"
         "<table><thead><tr><th>video</th><th>status</th><th>time (s)</th><th>length (s)</th><th>strokes</th>"
         "<th>actions</th><th>top speed</th><th>warnings</th><th>heatmap</th></tr></thead><tbody>\n"
