@@ -750,11 +750,12 @@ def report_html(result: BatchResult, options: GenerateOptions, scripts: Sequence
             f'<td class="num">{f"{outcome.seconds:.1f}" if outcome.status != SKIPPED else ""}</td>'
             f'<td class="num">{outcome.video_seconds:.1f}</td>'
             f'<td class="num">{outcome.strokes}</td><td class="num">{outcome.actions}</td>'
-            f'<td class="num">{outcome.max_speed:.0f}</td><td class="notes">{"".join(notes)}</td><td>{picture}</td></tr>'
+            f'<td class="num">{outcome.max_speed:.0f}</td><td class="notes">{"".join(notes)}</td>'
+            f'<td>{picture}</td></tr>'
         )
     counts = ", ".join(f"{n} {status}" for status, n in data["counts"].items() if n)
-    ran_on = (f" ({html.escape(result.engine)} engine, {result.workers} worker{'s' if result.workers != 1 else ''})"
-              if result.workers else "")
+    plural = "s" if result.workers != 1 else ""
+    ran_on = f" ({html.escape(result.engine)} engine, {result.workers} worker{plural})" if result.workers else ""
     stopped = "; interrupted" if result.interrupted else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>autofunscript batch report</title>"
