@@ -7,9 +7,11 @@ position per window along the subject's stroke axis -> blended dense signal -> p
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -187,11 +189,20 @@ def _check_range_and_poi(path: Path, info: VideoInfo, options: GenerateOptions) 
                                      f"{width}x{height} frame{eye}")
 
 
+def _flow_tracker() -> FlowTracker:
+    return FlowTracker(cell=FLOW_CELL)
+
+
+def _windower() -> Windower:
+    """Generate's windows. LiveTracker makes its windows here too, so live prediction stays generate's."""
+    return Windower(max_s=WINDOW_S, overlap_s=WINDOW_OVERLAP_S, keep_images=True)
+
+
 def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallback | None = None,
                  should_stop: Callable[[], bool] | None = None) -> tuple[DenseSignal, list[float], int, bool]:
     """Decode and track; returns the dense signal, cut times, frames read and whether it was cut short."""
-    tracker = FlowTracker(cell=FLOW_CELL)
-    windower = Windower(max_s=WINDOW_S, overlap_s=WINDOW_OVERLAP_S, keep_images=True)
+    tracker = _flow_tracker()
+    windower = _windower()
     assembler = _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES))
     frames = 0
     interrupted = False
@@ -284,14 +295,31 @@ def _format_notes(notes: dict) -> str:
 
 
 @dataclass
+class _LiveSpan:
+    """Frames predicted in one go. Window analyses run in the background and are assembled in order."""
+
+    windower: Windower | None  # None once the span has ended
+    assembler: _Assembler
+    pending: deque[tuple[Window, Future]] = field(default_factory=deque)
+
+    def collect(self, wait: bool) -> None:
+        """Assemble the analysed windows at the front of the queue (all of them when `wait`)."""
+        while self.pending and (wait or self.pending[0][1].done()):
+            window, future = self.pending.popleft()
+            self.assembler.add(window, *future.result())
+
+
+@dataclass
 class _LiveRegion:
-    """One region's prediction: finished spans, and the span being fed (None between spans)."""
+    """One region's prediction: its box, and its spans (the last one open while frames come in)."""
 
     poi: Poi | None
     mask: np.ndarray | None = None
-    windower: Windower | None = None
-    assembler: _Assembler | None = None
-    done: list[DenseSignal] = field(default_factory=list)
+    spans: list[_LiveSpan] = field(default_factory=list)
+
+    @property
+    def open_span(self) -> _LiveSpan | None:
+        return self.spans[-1] if self.spans and self.spans[-1].windower is not None else None
 
 
 class LiveTracker:
@@ -300,7 +328,8 @@ class LiveTracker:
     Flow is computed once per frame and shared; each region (a Poi box, or None for the whole frame) has
     its own windows. Frames form spans: a seek or a stop (`break_spans`) or a new box for a region ends
     them. Each span is analysed exactly like a generate run over the same frames, and `script` joins a
-    region's spans, a later span replacing an earlier one where they overlap in time.
+    region's spans, a later span replacing an earlier one where they overlap in time. Window analyses
+    (seconds each) run on a background thread so that the caller's frame loop never stalls on them.
     """
 
     def __init__(self, options: GenerateOptions, source_size: tuple[int, int], preview_s: float = 10.0) -> None:
@@ -310,10 +339,15 @@ class LiveTracker:
         self.options = options
         self.source_size = source_size  # (width, height) of the frames Poi coordinates refer to
         self.preview_s = preview_s
-        self._flow = FlowTracker()
+        self._flow = _flow_tracker()
         self._regions: dict[str, _LiveRegion] = {}
         self._recent: deque[MotionSample] = deque()
         self._frame_shape: tuple[int, int] | None = None
+        self._analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-analysis")
+
+    def close(self) -> None:
+        """Stop the background analysis (what is still queued is dropped)."""
+        self._analysis.shutdown(wait=False, cancel_futures=True)
 
     def set_region(self, name: str, poi: Poi | None) -> None:
         """Predict region `name` over `poi` (None: whole frame) from the next frame on."""
@@ -332,10 +366,14 @@ class LiveTracker:
         while sample.time_s - self._recent[0].time_s > self.preview_s:
             self._recent.popleft()
         for region in self._regions.values():
-            if region.windower is None:
-                region.windower, region.assembler = Windower(), _Assembler(())
-            for window in region.windower.push(sample):
-                region.assembler.add(window, *_window_positions(window, self.options, self._mask(region)))
+            span = region.open_span
+            if span is None:
+                span = _LiveSpan(_windower(), _Assembler(()))
+                region.spans.append(span)
+            assert span.windower is not None
+            for window in span.windower.push(sample, gray):
+                self._submit(region, span, window)
+            span.collect(wait=False)
 
     def break_spans(self) -> None:
         """Playback jumped or prediction stopped: end every span; the next frame starts new ones."""
@@ -347,22 +385,27 @@ class LiveTracker:
     def preview(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Provisional positions (times_s, 0-100, NaN where still) over the last `preview_s` seconds, for display.
 
-        One short window, so cheap and immediate; exported scripts use the full windows instead."""
+        One short window analysed from the flow alone, so it takes milliseconds; scripts use the full analysis."""
         region = self._regions.get(name)
         if region is None or len(self._recent) < 3:
             return np.zeros(0), np.zeros(0)
-        times = np.array([s.time_s for s in self._recent])
-        window = Window(times, np.stack([s.grid for s in self._recent]), 0, True)
-        return times, _window_positions(window, self.options, self._mask(region))[0]
+        windower = Windower(max_s=math.inf, detect_cuts=False)
+        for sample in self._recent:
+            for _ in windower.push(sample):
+                pass  # never emits: the window is unbounded
+        window = next(windower.flush())
+        return window.times_s, _window_positions(window, self.options, self._mask(region))[0]
 
     def script(self, name: str) -> Funscript | None:
-        """Everything predicted so far for region `name` as one post-processed script; None if nothing moved."""
+        """Everything predicted so far for region `name` as one post-processed script; None if nothing moved.
+
+        Waits for the background analysis of what was fed so far."""
         region = self._regions.get(name)
         if region is None:
             return None
         parts = []
-        for dense in self._spans(region):
-            if np.isnan(dense.position).all():
+        for dense in (self._span_signal(region, span) for span in region.spans):
+            if dense.times_s.size < 2 or np.isnan(dense.position).all():
                 continue
             at, pos, _ = dense_to_script(dense, self.options.post)
             parts.append((at, pos))
@@ -380,27 +423,28 @@ class LiveTracker:
             region.mask = _poi_mask_for(region.poi, width, height, *self.source_size, self._flow.cell)
         return region.mask
 
-    def _finish(self, region: _LiveRegion, windower: Windower, assembler: _Assembler) -> DenseSignal:
-        for window in windower.flush():
-            assembler.add(window, *_window_positions(window, self.options, self._mask(region)))
-        return assembler.result()
+    def _submit(self, region: _LiveRegion, span: _LiveSpan, window: Window) -> None:
+        future = self._analysis.submit(_window_positions, window, self.options, self._mask(region))
+        span.pending.append((window, future))
 
     def _end_span(self, region: _LiveRegion) -> None:
-        if region.windower is None or region.assembler is None:
+        span = region.open_span
+        if span is None:
             return
-        dense = self._finish(region, region.windower, region.assembler)
-        if dense.times_s.size >= 2:
-            region.done.append(dense)
-        region.windower = region.assembler = None
+        assert span.windower is not None
+        for window in span.windower.flush():
+            self._submit(region, span, window)
+        span.windower = None
 
-    def _spans(self, region: _LiveRegion) -> list[DenseSignal]:
-        spans = list(region.done)
-        if region.windower is not None and region.assembler is not None:
-            # finish copies: the span goes on being fed after an export
-            dense = self._finish(region, copy.deepcopy(region.windower), copy.deepcopy(region.assembler))
-            if dense.times_s.size >= 2:
-                spans.append(dense)
-        return spans
+    def _span_signal(self, region: _LiveRegion, span: _LiveSpan) -> DenseSignal:
+        span.collect(wait=True)
+        if span.windower is None:
+            return span.assembler.result()
+        # an open span goes on being fed after an export: finish copies of its state
+        assembler = copy.deepcopy(span.assembler)
+        for window in copy.deepcopy(span.windower).flush():
+            assembler.add(window, *_window_positions(window, self.options, self._mask(region)))
+        return assembler.result()
 
 
 def merge_spans(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -393,6 +393,7 @@ class _Session:
 
     def export(self) -> None:
         """Write what was predicted so far, and the POI log, under names not used yet."""
+        self.echo("exporting: finishing the analysis of the windows played so far ...")
         scripts = {name: self.tracker.script(name) for name in REGIONS}
         scripts = {name: s for name, s in scripts.items() if s is not None and len(s)}
         if not scripts and not self.poi_log:
@@ -570,12 +571,16 @@ class _Session:
             self._loop()
         except KeyboardInterrupt:
             self.export()
+            self.tracker.close()
             raise
         finally:
             if self.frames is not None:
                 self.frames.close()
             cv2.destroyAllWindows()
-        self.export()
+        try:
+            self.export()
+        finally:
+            self.tracker.close()
 
     def _loop(self) -> None:
         # Qt's waitKey keeps only the last key pressed since the previous call, so input is polled after
