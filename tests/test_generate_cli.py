@@ -143,8 +143,7 @@ def test_stroking_clip_gives_strokes_that_follow_the_truth(stroke, base_script):
     score = evaluate(base_script, stroke.truth())
     assert score.pearson_signed > 0.9
     assert abs(score.shift_ms) <= 40
-    assert score.strokes_pred >= score.strokes_ref - 1 >= 4
-    assert score.extrema_recall >= 0.8
+    assert abs(score.strokes_pred - score.strokes_ref) <= 1 and score.strokes_ref >= 5
 
 
 def test_file_is_ofs_json_with_duration_creator_and_settings(base):
@@ -468,10 +467,12 @@ def test_ctrl_c_writes_the_part_done_marked_partial_and_exits_130(tmp_path):
     try:
         deadline = time.monotonic() + 300
         while max([0, *map(int, re.findall(rb"(\d+)%", shown))]) < 5:
-            assert child.poll() is None, shown
-            assert time.monotonic() < deadline, shown
+            assert child.poll() is None and time.monotonic() < deadline, shown
             if select.select([master], [], [], 1.0)[0]:
-                shown += os.read(master, 4096)
+                try:
+                    shown += os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal, i.e. it ended
+                    pytest.fail(f"generate ended before it was interrupted: {shown!r}")
         child.send_signal(signal.SIGINT)
         while True:  # drain the terminal until the child is gone, so it never blocks writing to it
             try:
@@ -509,6 +510,8 @@ def test_unwritable_output_folder_is_refused(stroke, tmp_path):
         if setpriv is None:
             pytest.skip("root without setpriv: no folder is read-only to root")
         prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+        if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+            pytest.skip("root, and setpriv cannot drop the override capabilities here")
     out = locked / "x.funscript"
     try:
         result = subprocess.run([*prefix, sys.executable, "-m", "autofunscript", "generate", str(stroke.path),
