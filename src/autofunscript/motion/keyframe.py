@@ -21,6 +21,7 @@ from autofunscript.motion.signal import orient_axis
 CHANGE_THRESHOLD = 12.0  # grey levels
 MIN_CHANGED_SHARE = 0.004  # below this the frame looks like the keyframe: zero displacement
 ACROSS_SLACK = 1  # pixels of search across the axis, for a slightly bent or tilted path
+MAX_BAND_PIXELS = 48 * 128  # larger bands are matched at reduced scale
 MAX_SEARCH_SHARE = 0.5  # the subject cannot travel more than this share of the frame height from the keyframe
 
 
@@ -68,8 +69,12 @@ class BandMatcher:
                  axis: tuple[float, float], cell: int, key: int, chain: np.ndarray | None = None) -> None:
         self.images = images
         height = images.shape[1]
-        to_frame, self.width, self.length = band_geometry(roi_weight, axis, cell)
-        self.search = int(min(self.length, MAX_SEARCH_SHARE * height))
+        to_frame, width, length = band_geometry(roi_weight, axis, cell)
+        # a large band (motion all over the frame) is matched at reduced scale: the cost stays bounded
+        self.scale = min(1.0, float(np.sqrt(MAX_BAND_PIXELS / (width * length))))
+        to_frame = to_frame @ np.diag([1 / self.scale, 1 / self.scale, 1.0])
+        self.width, self.length = max(8, int(width * self.scale)), max(8, int(length * self.scale))
+        self.search = int(min(self.length, MAX_SEARCH_SHARE * height * self.scale))
         # search-image rows r and columns c map to canonical (c - slack, r - search)
         offset = np.array([[1.0, 0.0, -ACROSS_SLACK], [0.0, 1.0, -self.search], [0.0, 0.0, 1.0]])
         self.size = (self.width + 2 * ACROSS_SLACK, self.length + 2 * self.search)
@@ -117,27 +122,32 @@ class BandMatcher:
         unmoved = float((difference**2 * mask).sum())
         unexplained = float(profile[best]) / unmoved if unmoved > 0 else 1.0
         # content found `d` rows higher in the canonical band moved `d` along the axis
-        return self.search - (top + best + refine), unexplained
+        return (self.search - (top + best + refine)) / self.scale, unexplained
 
 
 def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, first_guess: tuple[float, float],
-                cell: int, key: int, samples: int = 40) -> tuple[float, float]:
+                cell: int, key: int, samples: int = 24) -> tuple[float, float]:
     """The stroke direction whose shifts explain most of the change in a sample of frames.
 
-    Flow directions at a smooth subject's tips are unreliable, so candidate directions every 15 degrees
-    (and the flow's guess) are tried on a few frames and the one with the best fit wins.
+    Flow directions at a smooth subject's tips are unreliable, so directions every 30 degrees (and the
+    flow's guess) are tried on a few frames, then the best one's neighbours 15 degrees either side.
     """
     t = images.shape[0]
     picks = np.unique(np.linspace(0, t - 1, min(samples, t)).astype(int))
     chain = camera_chain(cameras, key)
-    candidates = [first_guess] + [(np.sin(np.radians(d)), -np.cos(np.radians(d))) for d in range(-90, 90, 15)]
-    best_axis, best_residual = first_guess, np.inf
-    for axis in candidates:
+    def unexplained(degrees: float) -> float:
+        axis = (np.sin(np.radians(degrees)), -np.cos(np.radians(degrees)))
         matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key, chain)
-        residual = float(np.mean([matcher.match(i)[1] for i in picks]))
-        if residual < best_residual:
-            best_axis, best_residual = axis, residual
-    return tuple(orient_axis(np.asarray(best_axis, float)))
+        return float(np.mean([matcher.match(i)[1] for i in picks]))
+
+    guess = float(np.degrees(np.arctan2(first_guess[0], -first_guess[1])))
+    guess = (guess + 90) % 180 - 90  # an axis and its opposite are the same stroke
+    coarse = {d: unexplained(d) for d in (guess, *range(-90, 90, 30))}
+    best = min(coarse, key=coarse.get)
+    fine = {d: unexplained(d) for d in (best - 15, best + 15)}
+    fine[best] = coarse[best]
+    best = min(fine, key=fine.get)
+    return tuple(orient_axis(np.array([np.sin(np.radians(best)), -np.cos(np.radians(best))])))
 
 
 def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, axis: tuple[float, float],

@@ -1,0 +1,90 @@
+"""End-to-end speed and memory of `generate`, against ffmpeg decoding the same file in the same run.
+
+    .venv/bin/python bench/speed.py [--rounds N] [--skip-long] [--long-minutes M]
+
+1. 1080p30 H.264 (20 s, ffmpeg's moving test pattern) and a 3840x1920 side-by-side VR clip (--vr sbs):
+   generate's throughput (frames/s, whole pipeline in-process) / `ffmpeg -f null` throughput. Rounds
+   alternate and each side keeps its best, so other load on the machine disturbs the ratio least.
+2. Memory: peak RSS of `autofunscript generate` (a subprocess) on a long low-resolution clip (default 120
+   minutes, 320x180), sampled along the run to show it stays flat.
+Clips are encoded once into bench/cache/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from decode import CACHE, CLIP_1080, CLIP_SBS, ffmpeg_run, make_clip  # noqa: E402
+
+from autofunscript.pipeline import GenerateOptions, generate  # noqa: E402
+
+
+def generate_run(path: Path, options: GenerateOptions) -> tuple[float, int]:
+    started = time.perf_counter()
+    result = generate(path, options)
+    return time.perf_counter() - started, result.frames
+
+
+def compare(label: str, path: Path, options: GenerateOptions, rounds: int) -> None:
+    best_ffmpeg = best_ours = float("inf")
+    frames = 0
+    for _ in range(rounds):
+        best_ffmpeg = min(best_ffmpeg, ffmpeg_run(path)[0])
+        wall, frames = generate_run(path, options)
+        best_ours = min(best_ours, wall)
+    ffmpeg_fps, ours_fps = frames / best_ffmpeg, frames / best_ours
+    print(f"{label}: ffmpeg -f null {ffmpeg_fps:.0f} fps, generate {ours_fps:.0f} fps, "
+          f"ratio {ours_fps / ffmpeg_fps:.2f}", flush=True)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def memory(minutes: int) -> None:
+    clip = make_clip(CACHE / f"testsrc2_180p30_{minutes}min.mp4",
+                     ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-preset", "ultrafast"], minutes * 60)
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "long.funscript"
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "autofunscript", "generate", str(clip), "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples: list[tuple[float, int]] = []
+        while proc.poll() is None:
+            samples.append((time.perf_counter() - started, rss_kib(proc.pid)))
+            time.sleep(2.0)
+        elapsed = time.perf_counter() - started
+    peak = max(kib for _, kib in samples) / 1024
+    quarter = [kib / 1024 for t, kib in samples if t > elapsed * 0.25]
+    print(f"memory on a {minutes} min 320x180 clip: peak RSS {peak:.0f} MB; after the first quarter "
+          f"{min(quarter):.0f}-{max(quarter):.0f} MB (flat if close); {elapsed:.0f} s "
+          f"({minutes * 60 / elapsed:.1f}x real time), exit {proc.returncode}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-long", action="store_true", help="skip the long-clip memory run")
+    parser.add_argument("--long-minutes", type=int, default=120)
+    args = parser.parse_args()
+    clip = make_clip(CLIP_1080, ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"], 20)
+    sbs = make_clip(CLIP_SBS, ["-f", "lavfi", "-i", "testsrc2=size=1920x1920:rate=30",
+                               "-vf", "split[l][r];[r]hflip[m];[l][m]hstack"], 10)
+    compare("1080p30 H.264", clip, GenerateOptions(), args.rounds)
+    compare("3840x1920 VR sbs", sbs, GenerateOptions(vr="sbs"), args.rounds)
+    if not args.skip_long:
+        memory(args.long_minutes)
+
+
+if __name__ == "__main__":
+    main()
