@@ -78,8 +78,8 @@ def test_invert_flips_positions(real):
 
 def test_offset_shifts_times(real):
     original = read_funscript(real)
-    result = tuned(real, "--offset", "-150", *KEEP_EVERYTHING)
-    np.testing.assert_array_equal(result.at, original.at - 150)
+    result = tuned(real, "--offset", "150", *KEEP_EVERYTHING)
+    np.testing.assert_array_equal(result.at, original.at + 150)
     np.testing.assert_array_equal(result.pos, original.pos)
 
 
