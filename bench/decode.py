@@ -4,15 +4,17 @@
 
 Without a clip it encodes (once, cached in bench/cache/) a 20 s 1080p30 H.264 clip of ffmpeg's moving
 test pattern with libx264's default preset, and a 10 s 3840x1920 side-by-side VR clip for the eye crop.
-Each case runs ffmpeg and ours alternately for several rounds and keeps each one's best time, so that
-other load on the machine disturbs the ratio as little as possible. Prints fps and ours/ffmpeg, and the
-CPU time per frame (all threads), which other load on a shared machine disturbs much less than wall time.
+Each case runs ffmpeg and ours alternately for several rounds. It prints each one's best fps and their
+ratio (ours/ffmpeg), the median of the rounds' ratios (each round's pair ran back to back, under nearly
+the same load from other processes), and the CPU time per frame over all threads, which such load
+disturbs much less than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -56,17 +58,22 @@ def ours_run(path: Path, **frames_args) -> tuple[float, float, int]:
 
 
 def compare(label: str, path: Path, rounds: int, **frames_args) -> None:
-    ffmpeg_wall = ffmpeg_cpu = ours_wall = ours_cpu = float("inf")
+    ffmpeg_walls, ffmpeg_cpus, ours_walls, ours_cpus = [], [], [], []
     count = 0
     for _ in range(rounds):
         wall, cpu = ffmpeg_run(path)
-        ffmpeg_wall, ffmpeg_cpu = min(ffmpeg_wall, wall), min(ffmpeg_cpu, cpu)
+        ffmpeg_walls.append(wall)
+        ffmpeg_cpus.append(cpu)
         wall, cpu, count = ours_run(path, **frames_args)
-        ours_wall, ours_cpu = min(ours_wall, wall), min(ours_cpu, cpu)
-    ffmpeg_fps, ours_fps = count / ffmpeg_wall, count / ours_wall
-    print(f"{label:<36} ffmpeg {ffmpeg_fps:6.1f} fps  ours {ours_fps:6.1f} fps  ours/ffmpeg {ours_fps / ffmpeg_fps:.2f}"
-          f"   CPU ms/frame ffmpeg {1000 * ffmpeg_cpu / count:5.2f} ours {1000 * ours_cpu / count:5.2f}"
-          f"   ({count} frames, best of {rounds})", flush=True)
+        ours_walls.append(wall)
+        ours_cpus.append(cpu)
+    ffmpeg_fps, ours_fps = count / min(ffmpeg_walls), count / min(ours_walls)
+    # each round's pair ran back to back, so its ratio sees nearly the same machine load
+    paired = statistics.median(f / o for f, o in zip(ffmpeg_walls, ours_walls))
+    print(f"{label:<36} best: ffmpeg {ffmpeg_fps:6.1f} fps  ours {ours_fps:6.1f} fps  ratio {ours_fps / ffmpeg_fps:.2f}"
+          f"   median paired ratio {paired:.2f}"
+          f"   CPU ms/frame ffmpeg {1000 * min(ffmpeg_cpus) / count:5.2f} ours {1000 * min(ours_cpus) / count:5.2f}"
+          f"   ({count} frames, {rounds} rounds)", flush=True)
 
 
 def main() -> None:
