@@ -271,6 +271,14 @@ def test_stopping_early_ends_the_decode_thread(cfr_clip: Path) -> None:
 # ---- errors and damage --------------------------------------------------------------------------
 
 
+def test_decode_thread_errors_reach_the_caller(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "moved.mp4", level_frames(3))
+    with open_video(path) as video:
+        path.unlink()
+        with pytest.raises(VideoError, match=r"moved\.mp4: no such file"):
+            list(video.frames())
+
+
 def test_text_file_is_not_a_video(tmp_path: Path) -> None:
     path = tmp_path / "notes.mp4"
     path.write_text("this is not a video\n" * 50)
