@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
-MAX_ACTIVE_CELLS = 160
+MAX_ACTIVE_CELLS = 96
 COMPONENTS = 3
 
 
