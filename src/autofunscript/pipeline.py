@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import copy
 import math
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ FLOW_CELL = 10  # analysis pixels per motion-grid cell
 # Windows keep their analysis frames for keyframe tracking: 30 s of 320x180 grey is about 50 MB at 30 fps.
 WINDOW_S = 30.0
 WINDOW_OVERLAP_S = 4.0
+REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,8 @@ def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.nda
         # the flow found where the subject moves; its axis and position are then measured against the
         # window's first frame, which needs no integration and so cannot drift
         axis = choose_axis(window.images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0)
-        position = track_band(window.images, window.cameras, ws.roi_weight, axis, FLOW_CELL, key=0)
+        position = track_band(window.images, window.cameras, ws.roi_weight, axis, FLOW_CELL,
+                              rekey_every=max(1, int(REKEY_S * fps)))
     position = robust_normalise(position, lo, hi)
     extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
     return position, extra
@@ -212,26 +217,49 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
         end_s = min(options.end_s, info.duration_s) if options.end_s else info.duration_s
         total = max(end_s - options.start_s, 1e-6)
         roi_mask = None
-        try:
-            for frame in stream.frames(start_s=options.start_s, end_s=options.end_s,
-                                       width=options.analysis_width, eye=options.vr):
-                if roi_mask is None and options.poi is not None:
-                    roi_mask = _poi_mask_for(options.poi, frame.image.shape[1], frame.image.shape[0],
-                                             *_eye_size(info, options.vr), tracker.cell)
-                sample = tracker.update(frame.image, frame.time_s)
-                frames += 1
-                for window in windower.push(sample, frame.image):
-                    assembler.add(window, *_window_positions(window, options, roi_mask))
-                if progress is not None:
-                    progress(frame.time_s - options.start_s, total)
-                if should_stop is not None and should_stop():
-                    interrupted = True
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
+        for frame in stream.frames(start_s=options.start_s, end_s=options.end_s,
+                                   width=options.analysis_width, eye=options.vr):
+            if roi_mask is None and options.poi is not None:
+                roi_mask = _poi_mask_for(options.poi, frame.image.shape[1], frame.image.shape[0],
+                                         *_eye_size(info, options.vr), tracker.cell)
+            sample = tracker.update(frame.image, frame.time_s)
+            frames += 1
+            for window in windower.push(sample, frame.image):
+                assembler.add(window, *_window_positions(window, options, roi_mask))
+            if progress is not None:
+                progress(frame.time_s - options.start_s, total)
+            if should_stop is not None and should_stop():
+                interrupted = True
+                break
     for window in windower.flush():
         assembler.add(window, *_window_positions(window, options, roi_mask))
     return assembler.result(), windower.cut_times, frames, interrupted
+
+
+@contextmanager
+def _ctrl_c_stops_tracking() -> Iterator[threading.Event]:
+    """The first Ctrl+C asks tracking to stop after the current frame; a second one interrupts at once.
+
+    A KeyboardInterrupt can land anywhere, also between updates of the windows and of their results, which
+    then no longer line up; the flag is only read between frames. Left alone outside the main thread and
+    where Ctrl+C is ignored (batch workers, background jobs).
+    """
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
+        yield stop
+        return
+    previous = signal.default_int_handler if previous is None else previous  # None: set outside Python
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
@@ -241,12 +269,13 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
     if options.method not in ("flow", "model"):
         raise AutofunscriptError(f"unknown method {options.method!r} (available: flow, model)")
     started = time.perf_counter()
-    if options.method == "model":
-        from autofunscript.model.infer import track_with_model  # loads onnxruntime only when asked for
+    with _ctrl_c_stops_tracking() as stop:
+        if options.method == "model":
+            from autofunscript.model.infer import track_with_model  # loads onnxruntime only when asked for
 
-        dense, cuts, frames, interrupted = track_with_model(path, options, progress)
-    else:
-        dense, cuts, frames, interrupted = track_motion(path, options, progress)
+            dense, cuts, frames, interrupted = track_with_model(path, options, progress, should_stop=stop.is_set)
+        else:
+            dense, cuts, frames, interrupted = track_motion(path, options, progress, should_stop=stop.is_set)
     nothing_tracked = frames < 2 or bool(np.isnan(dense.position).all())
     if nothing_tracked and interrupted:
         raise KeyboardInterrupt  # stopped before any motion was tracked: nothing to keep, not a bad video
