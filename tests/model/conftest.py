@@ -11,8 +11,8 @@ from autofunscript.synth import render_clip
 SIZE = (320, 180)
 
 
-def stroke_script(seconds: float, seed: int) -> Funscript:
-    """Full strokes of varying speed and depth, with a short pause: the kind of motion scripts hold."""
+def stroke_script(seconds: float, seed: int, pause: bool = True) -> Funscript:
+    """Full strokes of varying speed and depth (with a short pause): the kind of motion scripts hold."""
     rng = np.random.default_rng(seed)
     at, pos, t, up = [0], [50], 0, True
     while t < seconds * 1000:
@@ -20,16 +20,16 @@ def stroke_script(seconds: float, seed: int) -> Funscript:
         at.append(t)
         pos.append(int(rng.uniform(75, 100)) if up else int(rng.uniform(0, 25)))
         up = not up
-        if len(at) == 9:
+        if pause and len(at) == 9:
             t += 1200
             at.append(t)
             pos.append(pos[-1])
     return Funscript(at=np.array(at), pos=np.array(pos))
 
 
-def render(folder: Path, name: str, seconds: float, seed: int, preset: str = "easy") -> Path:
+def render(folder: Path, name: str, seconds: float, seed: int, preset: str = "easy", pause: bool = True) -> Path:
     clip = folder / f"{name}.mp4"
-    render_clip(stroke_script(seconds + 1, seed), clip, preset=preset, seed=seed, size=SIZE, duration_s=seconds)
+    render_clip(stroke_script(seconds + 1, seed, pause), clip, preset=preset, seed=seed, size=SIZE, duration_s=seconds)
     clip.with_suffix(".synth.json").unlink()  # keep the folder to pairs, as users have them
     return clip
 
@@ -46,4 +46,4 @@ def tiny_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def stroking_clip(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("stroking")
-    return render(folder, "strokes", 20.0, seed=42)
+    return render(folder, "strokes", 20.0, seed=42, pause=False)

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +71,9 @@ class InferenceStats:
 
 
 class ModelRunner:
-    """A loaded model: its card and an ONNX Runtime session on the CPU."""
+    """A loaded model: its card and an ONNX Runtime session on the CPU (`routing` overrides the card's)."""
 
-    def __init__(self, onnx_path: Path | None = None, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: Path | None = None, threads: int | None = None, routing: bool | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(onnx_path) if onnx_path else default_model_path()
@@ -88,7 +88,8 @@ class ModelRunner:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise AutofunscriptError(f"{self.path}: cannot load model ({str(exc).splitlines()[0]})") from None
-        self.config = self.card.config
+        # routing can be switched off at inference: every model also has the generalist head
+        self.config = self.card.config if routing is None else replace(self.card.config, routing=routing)
         self.length = self.config.context_steps
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
