@@ -18,12 +18,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample
-from autofunscript.motion.keyframe import choose_axis, track_band
+from autofunscript.motion.keyframe import choose_axis, jumpy, track_band
 from autofunscript.motion.segments import Window, Windower
 from autofunscript.motion.signal import analyse_window
 from autofunscript.script.funscript import Funscript
@@ -95,8 +96,8 @@ def _poi_mask_for(poi: Poi, frame_w: int, frame_h: int, source_w: int, source_h:
     size = (poi.size if poi.size else source_h / 4) * scale
     rows, cols = frame_h // cell, frame_w // cell
     cy, cx = (np.arange(rows) + 0.5) * cell, (np.arange(cols) + 0.5) * cell
-    # the box follows the subject through its stroke: allow a full box of travel either side
-    inside_y = np.abs(cy - py * scale) <= size
+    # the box follows the subject through its stroke: a stroke can carry it two boxes either way
+    inside_y = np.abs(cy - py * scale) <= 2 * size
     inside_x = np.abs(cx - px * scale) <= size / 2 + cell
     return (inside_y[:, None] & inside_x[None, :]).astype(float)
 
@@ -111,11 +112,20 @@ def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.nda
     lo, hi = options.post.range
     position = ws.position
     if window.images is not None:
+        images = window.images
+        if roi_mask is not None:
+            # outside the user's point of interest nothing may count as change, or the band search
+            # could lock onto another moving subject
+            height, width = images.shape[1:]
+            inside = cv2.resize(roi_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+            images = images * inside
         # the flow found where the subject moves; its axis and position are then measured against the
         # window's first frame, which needs no integration and so cannot drift
-        axis = choose_axis(window.images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0)
-        position = track_band(window.images, window.cameras, ws.roi_weight, axis, FLOW_CELL,
-                              rekey_every=max(1, int(REKEY_S * fps)))
+        axis = choose_axis(images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0)
+        tracked = track_band(images, window.cameras, ws.roi_weight, axis, FLOW_CELL,
+                             rekey_every=max(1, int(REKEY_S * fps)))
+        if not jumpy(tracked):  # else the integrated flow, smooth if less exact, is the safer answer
+            position = tracked
     position = robust_normalise(position, lo, hi)
     extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
     return position, extra

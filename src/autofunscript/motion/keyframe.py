@@ -74,7 +74,8 @@ class BandMatcher:
         self.scale = min(1.0, float(np.sqrt(MAX_BAND_PIXELS / (width * length))))
         to_frame = to_frame @ np.diag([1 / self.scale, 1 / self.scale, 1.0])
         self.width, self.length = max(8, int(width * self.scale)), max(8, int(length * self.scale))
-        self.search = int(min(self.length, MAX_SEARCH_SHARE * height * self.scale))
+        # the subject may travel beyond the band the flow saw move: search as far as the frame allows
+        self.search = int(MAX_SEARCH_SHARE * height * self.scale)
         # search-image rows r and columns c map to canonical (c - slack, r - search)
         offset = np.array([[1.0, 0.0, -ACROSS_SLACK], [0.0, 1.0, -self.search], [0.0, 0.0, 1.0]])
         self.size = (self.width + 2 * ACROSS_SLACK, self.length + 2 * self.search)
@@ -149,7 +150,47 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
 
 
 def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, axis: tuple[float, float],
-               cell: int, key: int) -> np.ndarray:
-    """Displacement along `axis` (analysis pixels, + = along the axis) of the ROI subject for each frame."""
-    matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key)
-    return np.array([matcher.match(i)[0] for i in range(images.shape[0])])
+               cell: int, rekey_every: int | None = None, overlap: int = 15) -> np.ndarray:
+    """Displacement along `axis` (analysis pixels, + = along the axis) of the ROI subject for each frame.
+
+    Every `rekey_every` frames a new keyframe takes over, so slow zoom, pan and lighting changes never
+    separate a frame far from its keyframe; each new stretch is tied to the previous one by the median
+    difference over `overlap` frames that both measure, so only a tiny error enters at each joint.
+    """
+    t = images.shape[0]
+    step = rekey_every if rekey_every and rekey_every < t else t
+    displacement = np.zeros(t)
+    for key in range(0, t, step):
+        first = max(0, key - overlap)
+        end = min(key + step, t)
+        matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key)
+        part = np.array([matcher.match(i)[0] for i in range(first, end)])
+        if key > 0:
+            shared = key - first
+            part += float(np.median(displacement[first:key] - part[:shared]))
+        displacement[key:end] = part[key - first :]
+    return suppress_spikes(displacement)
+
+
+def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
+    """Replace single-frame mismatches (the matcher briefly locking onto something else) by the local median.
+
+    A Hampel filter: a sample is replaced only when it is far from the median of its neighbourhood compared
+    with how much the neighbourhood itself varies, so fast but real strokes pass untouched.
+    """
+    if x.size < 2 * half + 1:
+        return x
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, half, mode="edge"), 2 * half + 1)
+    median = np.median(windows, axis=1)
+    spread = 1.4826 * np.median(np.abs(windows - median[:, None]), axis=1)
+    floor = 0.5 + 0.02 * np.ptp(x)  # a flat neighbourhood has no spread: do not flag sub-pixel noise
+    outlier = np.abs(x - median) > k * np.maximum(spread, floor)
+    return np.where(outlier, median, x)
+
+
+def jumpy(x: np.ndarray, share: float = 0.02) -> bool:
+    """True when more than `share` of the frame-to-frame moves jump over a third of the range: no real
+    stroke moves that fast (2 Hz full strokes at 30 fps move a fifth), so the matcher lost the subject."""
+    if x.size < 3 or np.ptp(x) == 0:
+        return False
+    return bool(np.mean(np.abs(np.diff(x)) > np.ptp(x) / 3) > share)
