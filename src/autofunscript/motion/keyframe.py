@@ -188,7 +188,7 @@ def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
     return np.where(outlier, median, x)
 
 
-def jumpy(x: np.ndarray, share: float = 0.02) -> bool:
+def jumpy(x: np.ndarray, share: float = 0.06) -> bool:
     """True when more than `share` of the frame-to-frame moves jump over a third of the range: no real
     stroke moves that fast (2 Hz full strokes at 30 fps move a fifth), so the matcher lost the subject."""
     if x.size < 3 or np.ptp(x) == 0:
