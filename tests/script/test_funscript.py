@@ -202,3 +202,15 @@ def test_write_read_write_is_byte_identical(tmp_path, actions):
     write_funscript(again, second, force=True)
     assert second.read_bytes() == first.read_bytes()
     assert json.loads(first.read_text()) == to_json_dict(again)
+
+
+def test_written_scripts_get_the_usual_permissions(tmp_path):
+    import os
+
+    from autofunscript.script.funscript import Funscript, write_funscript
+
+    target = tmp_path / "perm.funscript"
+    write_funscript(Funscript(at=[0, 100], pos=[0, 100]), target)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
