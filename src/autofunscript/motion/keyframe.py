@@ -22,7 +22,7 @@ CHANGE_THRESHOLD = 12.0  # grey levels
 MIN_CHANGED_SHARE = 0.004  # below this the frame looks like the keyframe: zero displacement
 ACROSS_SLACK = 1  # pixels of search across the axis, for a slightly bent or tilted path
 MAX_BAND_PIXELS = 48 * 128  # larger bands are matched at reduced scale
-MAX_SEARCH_SHARE = 0.5  # the subject cannot travel more than this share of the frame height from the keyframe
+MAX_SEARCH_SHARE = 0.5  # the subject cannot travel more than this share of the frame (along the axis) from the keyframe
 
 
 _KERNEL = np.ones((3, 3), np.uint8)
@@ -75,7 +75,8 @@ class BandMatcher:
         to_frame = to_frame @ np.diag([1 / self.scale, 1 / self.scale, 1.0])
         self.width, self.length = max(8, int(width * self.scale)), max(8, int(length * self.scale))
         # the subject may travel beyond the band the flow saw move: search as far as the frame allows
-        self.search = int(MAX_SEARCH_SHARE * height * self.scale)
+        extent = abs(axis[0]) * images.shape[2] + abs(axis[1]) * height  # the frame's size along the axis
+        self.search = int(MAX_SEARCH_SHARE * extent * self.scale)
         # search-image rows r and columns c map to canonical (c - slack, r - search)
         offset = np.array([[1.0, 0.0, -ACROSS_SLACK], [0.0, 1.0, -self.search], [0.0, 0.0, 1.0]])
         self.size = (self.width + 2 * ACROSS_SLACK, self.length + 2 * self.search)
