@@ -409,6 +409,7 @@ def test_interactive_session_exports_three_predictions_and_the_poi_log(clip, xdi
         # each step waits for the viewer to show it took the input (title or output), not for a time
         viewer.keys("p")
         viewer.wait_title("predicting")
+        time.sleep(0.5)  # let a few frames be predicted first, so the POI span starts later than the full frame's
         viewer.click(*SLOW_CLICK)
         viewer.wait_for("POI at")
         viewer.keys("bracketright")
