@@ -132,7 +132,8 @@ def variant_runners(variants_dir: Path | None) -> dict[str, ModelRunner]:
     return runners
 
 
-def evaluate_case(clip: Path, vr: str | None, runners: dict[str, ModelRunner]) -> dict[str, dict]:
+def evaluate_case(clip: Path, vr: str | None, runners: dict[str, ModelRunner],
+                  truth_path: Path | None = None) -> dict[str, dict]:
     """One tracking pass over the clip, then the flow generator and every model on the same windows."""
     from autofunscript.model.features import FeatureSpec
     from autofunscript.model.infer import InferenceStats, predict_windows
@@ -143,7 +144,7 @@ def evaluate_case(clip: Path, vr: str | None, runners: dict[str, ModelRunner]) -
 
     union = FeatureSpec(("flow", "edges", "mask", "patch"))
     names = union.channel_names()
-    truth = read_funscript(clip.with_suffix(".funscript"))
+    truth = read_funscript(truth_path or clip.with_suffix(".funscript"))
     started = time.perf_counter()
     windows = list(iter_window_features(TrackRequest(clip, union, eye=vr), TrackSummary()))
     tracking_s = time.perf_counter() - started
@@ -171,7 +172,7 @@ def evaluate_case(clip: Path, vr: str | None, runners: dict[str, ModelRunner]) -
     return rows
 
 
-def run(variants_dir: Path | None, presets: str, scripts: str, out: Path) -> None:
+def run(variants_dir: Path | None, presets: str, scripts: str, out: Path, real: bool) -> None:
     from accuracy import main_scripts, render
 
     runners = variant_runners(variants_dir)
@@ -185,8 +186,17 @@ def run(variants_dir: Path | None, presets: str, scripts: str, out: Path) -> Non
             cases[case] = evaluate_case(clip, "sbs" if preset == "vr" else None, runners)
             print(case, " ".join(f"{m}={r['extrema_f1']:.2f}/{r['pearson']:.2f}" for m, r in cases[case].items()),
                   flush=True)
+    if real:
+        for ref in sorted((ROOT / "bench" / "references").glob("*.funscript")):
+            video = SHARED / "videos" / f"{ref.stem}.mp4"
+            if video.exists():
+                case = f"real-{ref.stem}"
+                cases[case] = evaluate_case(video, None, runners, ref)
+                print(case, " ".join(f"{m}={r['extrema_f1']:.2f}/{r['pearson']:.2f}" for m, r in cases[case].items()),
+                      flush=True)
+        wanted.append("real")
     methods = ["flow", *runners]
-    print(f"\nmeans over {len(chosen)} scripts (seed 1): extrema F1 / Pearson r")
+    print("\nmeans over each column's clips (synthetic: seed 1): extrema F1 / Pearson r")
     print("| method | " + " | ".join(wanted) + " |")
     print("|---|" + "---|" * len(wanted))
     summary: dict[str, dict[str, dict]] = {}
@@ -235,6 +245,7 @@ def main() -> None:
     p.add_argument("--variants", type=Path, default=None)
     p.add_argument("--presets", default=",".join(PRESETS))
     p.add_argument("--scripts", default="", help="comma-separated script stems (default: all)")
+    p.add_argument("--real", action="store_true", help="also the real clips with bench/references scripts")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "model-ablation.json")
     p = sub.add_parser("speed")
     p.add_argument("clip", type=Path)
@@ -246,7 +257,7 @@ def main() -> None:
     elif args.command == "variants":
         train_variants(args.corpus, args.out, args.threads, [v for v in args.only.split(",") if v], args.cache)
     elif args.command == "run":
-        run(args.variants, args.presets, args.scripts, args.out)
+        run(args.variants, args.presets, args.scripts, args.out, args.real)
     else:
         speed(args.clip, args.vr, args.repeats)
 
