@@ -24,23 +24,6 @@ class MotionSample:
     camera: np.ndarray | None = None  # 2x3 similarity taking previous-frame points to this frame's; None = still
 
 
-@dataclass(frozen=True)
-class Crop:
-    """A rectangle in analysis-frame pixels."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-
-    def clamp(self, width: int, height: int) -> Crop:
-        w = max(8, min(self.w, width))
-        h = max(8, min(self.h, height))
-        x = int(np.clip(self.x, 0, width - w))
-        y = int(np.clip(self.y, 0, height - h))
-        return Crop(x, y, w, h)
-
-
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
     thumb = cv2.resize(gray, THUMB_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
     # normalised so that lighting flicker and exposure changes do not look like cuts
