@@ -224,7 +224,7 @@ def test_model_method_is_a_one_line_error(clip, monkeypatch, capsys):
 # Real windows: Xvfb + xdotool, screen grabs and window closing through libX11
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # a fresh X server per test: no window of an earlier test can be grabbed or sent keys
 def xdisplay():
     missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
     if missing or ctypes.util.find_library("X11") is None:
