@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from autofunscript.errors import AutofunscriptError, ScriptFormatError
+from autofunscript.errors import AutofunscriptError, ScriptFormatError, input_file_size
 
 log = logging.getLogger("autofunscript")
 
@@ -198,14 +198,7 @@ def parse_funscript(data: Any, source: Path) -> Funscript:
 def read_funscript(path: str | os.PathLike[str], siblings: bool = False) -> Funscript:
     """Read one funscript; with `siblings`, also attach `stem.<axis>.funscript` files as axes."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ScriptFormatError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ScriptFormatError(f"{path}: cannot read ({exc.strerror})") from None
-    if path.is_dir():
-        raise ScriptFormatError(f"{path}: is a directory, not a funscript")
+    size = input_file_size(path, ScriptFormatError, "a funscript")
     if size > MAX_FILE_BYTES:
         raise ScriptFormatError(f"{path}: {size / 1e6:.0f} MB is too large for a funscript")
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from autofunscript.errors import VideoError
+from autofunscript.errors import VideoError, input_file_size
 from autofunscript.video.picture import PictureMaker, PicturePlan, plan_picture
 
 log = logging.getLogger("autofunscript")
@@ -467,14 +467,7 @@ def _warn_if_cut_short(info: VideoInfo, decoder: _Decoder, start_s: float, last_
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise VideoError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise VideoError(f"{path}: cannot read ({exc.strerror})") from None
-    if path.is_dir():
-        raise VideoError(f"{path}: is a directory, not a video")
+    size = input_file_size(path, VideoError, "a video")
     if size == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
     try:
