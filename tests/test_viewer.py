@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
+import math
 import os
 import queue
+import re
 import select
 import shutil
 import subprocess
@@ -136,9 +139,31 @@ def test_merge_spans_later_wins_inside_its_range():
     assert pos.tolist() == [0, 100, 50, 60, 100]
 
 
-def test_model_method_is_refused_until_it_exists():
-    with pytest.raises(AutofunscriptError, match="'model' is not available"):
+@pytest.mark.slow
+def test_live_model_prediction_is_generate_model_fed_frame_by_frame(clip):
+    options = GenerateOptions(method="model", end_s=5.0)
+    tracker = LiveTracker(options, CLIP_SIZE)
+    tracker.set_region("full", None)
+    feed(tracker, clip, end_s=options.end_s)
+    live = tracker.script("full")
+    expected = generate(clip, options).script
+    np.testing.assert_array_equal(live.at, expected.at)
+    np.testing.assert_array_equal(live.pos, expected.pos)
+    assert strokes_per_second(live) == pytest.approx(2 * FAST[1], rel=0.25)
+
+
+def test_live_model_refuses_a_model_with_image_inputs(tmp_path, monkeypatch):
+    from autofunscript.model.infer import MODEL_ENV, card_path, shipped_model_path
+
+    weights = tmp_path / "edges.onnx"
+    shutil.copy(shipped_model_path(), weights)
+    card = json.loads(card_path(shipped_model_path()).read_text())
+    card["config"]["inputs"] = ["flow", "edges"]
+    card_path(weights).write_text(json.dumps(card))
+    monkeypatch.setenv(MODEL_ENV, str(weights))
+    with pytest.raises(AutofunscriptError, match="image inputs \\(edges\\)") as caught:
         LiveTracker(GenerateOptions(method="model"), CLIP_SIZE)
+    assert str(weights) in str(caught.value) and "\n" not in str(caught.value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,13 +238,6 @@ def test_without_a_display_the_error_suggests_generate(clip, tmp_path, monkeypat
     assert "cannot reach the X display :4242" in display_problem()
 
 
-def test_model_method_is_a_one_line_error(clip, monkeypatch, capsys):
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    code, err = run_main("view", "--method", "model", str(clip), capsys=capsys)
-    assert code == 2
-    assert err.strip().count("\n") == 0 and "'model' is not available" in err
-
-
 # ----------------------------------------------------------------------------------------------
 # Real windows: Xvfb + xdotool, screen grabs and window closing through libX11
 
@@ -231,7 +249,11 @@ def xdisplay():
         pytest.skip(f"window tests need Xvfb, xdotool and libX11 (missing: {', '.join(missing) or 'libX11'}; "
                     "scripts/setup installs them)")
     read_fd, write_fd = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+    # -noreset: by default the server resets when its last client disconnects, and a reset drops every
+    # connection still in its handshake. The tests' short-lived xdotool clients come and go while the viewer
+    # connects, so the viewer's Qt sometimes died with "could not connect to display" (about 1 start in 8).
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1600x1000x24", "-nolisten", "tcp",
+                               "-noreset"],
                               pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_fd)
     try:
@@ -313,7 +335,7 @@ class X11:
 class Viewer:
     """`autofunscript view` in a subprocess on the test's X display, with its window and output lines."""
 
-    def __init__(self, display: str, cwd: Path, *args: str) -> None:
+    def __init__(self, display: str, cwd: Path, *args: str, width: int = 1280) -> None:
         self.display = display
         self.proc = subprocess.Popen([sys.executable, "-m", "autofunscript", "view", *args], cwd=cwd,
                                      env={**os.environ, "DISPLAY": display}, stdout=subprocess.PIPE,
@@ -324,7 +346,7 @@ class Viewer:
         # input counts once the window shows its first picture at its final size
         deadline = time.monotonic() + 60
         self.window = ""
-        while not self.window or "WIDTH=1280" not in self.xdotool("getwindowgeometry", "--shell", self.window):
+        while not self.window or f"WIDTH={width}" not in self.xdotool("getwindowgeometry", "--shell", self.window):
             if self.proc.poll() is not None:
                 pytest.fail(f"the viewer exited with {self.proc.returncode} before showing its window: {self.stderr()}")
             assert time.monotonic() < deadline, "the viewer window never showed a picture"
@@ -347,9 +369,15 @@ class Viewer:
         assert result.returncode == 0, f"xdotool {args}: {result.stderr}"
         return result.stdout
 
-    def keys(self, *names: str) -> None:
-        for name in names:
-            self.xdotool("key", "--window", self.window, name)
+    def press(self, key: str, line: str | None = None, title: str | None = None) -> str | None:
+        """Send one key and wait until the viewer shows it took it: an output line or the window title.
+
+        Qt's waitKey reports only the last key since its previous call, so a key sent before the viewer
+        took the one before it can be lost: one key at a time, each acknowledged. Returns the line."""
+        self.xdotool("key", "--window", self.window, key)
+        if title is not None:
+            self.wait_title(title)
+        return self.wait_for(line)[0] if line is not None else None
 
     def click(self, x: int, y: int) -> None:
         self.xdotool("mousemove", "--window", self.window, str(x), str(y), "click", "1")
@@ -370,11 +398,19 @@ class Viewer:
                 matches.append(line)
         return matches
 
-    def wait_title(self, text: str, timeout: float = 30) -> None:
+    def wait_title(self, text: str, timeout: float = 30) -> str:
         """Wait until the window title (which shows the viewer's state) contains `text`."""
         deadline = time.monotonic() + timeout
         while text not in (title := self.xdotool("getwindowname", self.window)):
             assert time.monotonic() < deadline, f"window title {title.strip()!r} never showed {text!r}"
+            time.sleep(0.05)
+        return title
+
+    def wait_clock(self, seconds: int, timeout: float = 60) -> None:
+        """Wait until playback has reached `seconds` (the title shows the time in whole seconds)."""
+        deadline = time.monotonic() + timeout
+        while (shown := clock_seconds(self.xdotool("getwindowname", self.window))) < seconds:
+            assert time.monotonic() < deadline, f"playback stayed at {shown} s, never reached {seconds} s"
             time.sleep(0.05)
 
     def stderr(self) -> str:
@@ -399,30 +435,34 @@ class Viewer:
             self.proc.wait()
 
 
+def clock_seconds(text: str) -> float:
+    """The first m:ss(.s) or h:mm:ss(.s) time in `text`, in seconds."""
+    found = re.search(r"\b(\d+(?::\d\d)+(?:\.\d)?)\b", text)
+    assert found, f"no time in {text!r}"
+    return sum(float(part) * 60**i for i, part in enumerate(reversed(found.group(1).split(":"))))
+
+
 SESSION_END_S = 5.0
 
 
 @pytest.mark.display
 @pytest.mark.slow
 def test_interactive_session_exports_three_predictions_and_the_poi_log(clip, xdisplay, tmp_path):
-    with Viewer(xdisplay, tmp_path, str(clip), "--end", str(SESSION_END_S)) as viewer:
+    with Viewer(xdisplay, tmp_path, str(clip), "--hold", "--end", str(SESSION_END_S)) as viewer:
         # each step waits for the viewer to show it took the input (title or output), not for a time
-        viewer.keys("p")
-        viewer.wait_title("predicting")
-        time.sleep(0.5)  # let a few frames be predicted first, so the POI span starts later than the full frame's
+        viewer.press("p", title="holding, predicting")
+        viewer.press("h", title="playing")
+        viewer.wait_clock(1)  # a second of the whole frame predicted before the POI is placed
+        viewer.press("h", title="holding")
         viewer.click(*SLOW_CLICK)
-        viewer.wait_for("POI at")
-        viewer.keys("bracketright")
-        viewer.wait_for("POI at")
-        viewer.keys("h")
-        viewer.wait_title("holding")
-        viewer.keys("h")
-        viewer.wait_title("playing")
-        time.sleep(1.0)  # let some of the clip play before the mid-way export
-        viewer.keys("e")
+        poi_at_s = clock_seconds(viewer.wait_for("POI at")[0].rpartition(" from ")[2])
+        viewer.press("bracketright", line="POI at")
+        viewer.press("h", title="playing")
+        viewer.wait_clock(math.floor(poi_at_s) + 2)  # over a second of the POI predicted before the export
+        viewer.press("e")
         early = viewer.wait_for("actions over", count=3)
         viewer.wait_for("end of video")  # playback is real time at best, slower on a busy machine
-        viewer.keys("q")
+        viewer.press("q")
         final = viewer.wait_for("actions over", count=3)
         viewer.wait_for("POI changes")
         assert viewer.finish() == 0, viewer.stderr()
@@ -435,8 +475,8 @@ def test_interactive_session_exports_three_predictions_and_the_poi_log(clip, xdi
     full, crop, poi = (read_funscript(out / f"clip-2{suffix}.funscript") for suffix in ("", ".crop", ".poi"))
     assert len(crop) > 10
     assert full.metadata["title"] == "clip" and "whole frame" in full.metadata["notes"]
-    # each prediction has its own timestamps: the POI one starts at the click, after the full frame's start
-    assert poi.at[0] > full.at[0]
+    # each prediction has its own timestamps: the POI one starts at the click, a second after the full frame's
+    assert full.at[0] < 200 and poi.at[0] >= 1000
     assert strokes_per_second(full) == pytest.approx(2 * FAST[1], rel=0.3)
     assert strokes_per_second(poi) < 0.6 * strokes_per_second(full)
     # the mid-way export stopped where playback was then; the final one runs to the end of the clip
@@ -446,7 +486,8 @@ def test_interactive_session_exports_three_predictions_and_the_poi_log(clip, xdi
     assert [e.size for e in log] == pytest.approx([CLIP_SIZE[1] / 4, CLIP_SIZE[1] / 4 * 1.25], rel=1e-3)
     assert all(e.x == pytest.approx(SLOW_SOURCE[0], abs=2) and e.y == pytest.approx(SLOW_SOURCE[1], abs=2)
                for e in log)
-    assert log[0].time_s <= log[1].time_s < 2.0
+    assert log[0].time_s == log[1].time_s == pytest.approx(poi_at_s, abs=0.05)
+    assert 1.0 <= poi_at_s < 2.0
 
 
 @pytest.mark.display
@@ -455,7 +496,8 @@ def test_overlay_is_drawn_and_closing_the_window_saves(clip, xdisplay, tmp_path)
     try:
         with Viewer(xdisplay, tmp_path, str(clip), "--predict") as viewer:
             viewer.click(*SLOW_CLICK)
-            viewer.keys("question")
+            viewer.wait_for("POI at")
+            viewer.press("question", line="help shown")
             width, height = 1280, SEEK_BAR_H + 720 + 110
             box_half = round(CLIP_SIZE[1] / 4 * 0.8 / 2)
             deadline = time.monotonic() + 30  # window analysis runs in the background and may lag on a busy machine
@@ -493,9 +535,10 @@ def test_replayed_poi_log_steers_the_poi_prediction(clip, xdisplay, tmp_path):
     log = tmp_path / "session.poi.csv"
     log.write_text(format_poi_log([PoiEntry(0.5, *SLOW_SOURCE, CLIP_SIZE[1] / 4)]))
     with Viewer(xdisplay, tmp_path, str(clip), "--predict", "--replay-poi", str(log), "--end", "5") as viewer:
-        viewer.keys("comma", "comma", "comma")  # shorter frame delay: faster than real time
+        for delay_ms in (28, 19, 13):  # shorter frame delay: faster than real time
+            viewer.press("comma", line=f"frame delay {delay_ms} ms")
         viewer.wait_for("end of video")
-        viewer.keys("q")
+        viewer.press("q")
         viewer.wait_for("POI changes")
         assert viewer.finish() == 0, viewer.stderr()
     out = tmp_path / "predictions"
@@ -510,16 +553,18 @@ def test_replayed_poi_log_steers_the_poi_prediction(clip, xdisplay, tmp_path):
 @pytest.mark.slow
 def test_seek_bar_and_seek_keys_work_while_holding_and_spans_merge(clip, xdisplay, tmp_path):
     with Viewer(xdisplay, tmp_path, str(clip), "--predict", "--hold", "--end", "5") as viewer:
-        viewer.keys("comma", "comma", "comma")  # shorter frame delay: faster than real time
+        for delay_ms in (28, 19, 13):  # shorter frame delay: faster than real time
+            viewer.press("comma", line=f"frame delay {delay_ms} ms")
         viewer.click(640, SEEK_BAR_H // 2)  # the middle of the seek bar: 2.5 s, still holding
-        viewer.keys("h")
+        assert clock_seconds(viewer.wait_for("seek to")[0]) == pytest.approx(2.5, abs=0.05)
+        viewer.press("h", title="playing")
         viewer.wait_for("end of video")
-        viewer.keys("e")
+        viewer.press("e")
         viewer.wait_for("actions over", count=2)
-        viewer.keys("z")  # back 10 s: clamped to the start, playing again
-        viewer.wait_title("- playing")
+        assert viewer.press("z", line="seek to") == "seek to 0:00.0"  # back 10 s: clamped to the start
+        viewer.wait_title(" playing")  # no longer at the end
         viewer.wait_for("end of video")
-        viewer.keys("q")
+        viewer.press("q")
         viewer.wait_for("actions over", count=2)
         assert viewer.finish() == 0, viewer.stderr()
     out = tmp_path / "predictions"
@@ -530,3 +575,95 @@ def test_seek_bar_and_seek_keys_work_while_holding_and_spans_merge(clip, xdispla
     assert (np.diff(merged.at) > 0).all()
     assert strokes_per_second(merged) == pytest.approx(2 * FAST[1], rel=0.3)
     assert not (out / "clip.poi.funscript").exists()  # no POI was clicked: no POI prediction
+
+
+LONG_SIZE = (160, 90)  # shown 4x enlarged: 640x360
+LONG_SECONDS = 690  # 11.5 minutes at one frame a second
+
+
+def minute_grey(minute: int) -> int:
+    return 10 + 20 * minute
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """11.5 minutes of flat grey frames whose level tells the minute: long enough for every seek key, cheap to
+    make and to decode (690 tiny frames)."""
+    path = tmp_path_factory.mktemp("view-long") / "long.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = *LONG_SIZE, "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": "120"}
+        for second in range(LONG_SECONDS):
+            image = np.full((LONG_SIZE[1], LONG_SIZE[0], 3), minute_grey(second // 60), np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.display
+@pytest.mark.slow
+def test_seek_delay_drawing_and_poi_size_keys(long_clip, xdisplay, tmp_path):
+    x11 = X11(xdisplay)
+    frame_w, frame_h = 640, 360
+
+    def wait_for_picture(check, what: str) -> None:
+        """Until a grab of the window passes `check` (Qt paints a moment after the viewer reports a change)."""
+        deadline = time.monotonic() + 20
+        while not check(shot := x11.grab(int(viewer.window), frame_w, SEEK_BAR_H + frame_h + 110)):
+            if time.monotonic() > deadline:
+                cv2.imwrite(str(tmp_path / "shot.png"), shot)
+                pytest.fail(f"the window never showed {what}; screen grab in {tmp_path / 'shot.png'}")
+            time.sleep(0.05)
+
+    def shows_minute(minute: int) -> None:
+        centre = (SEEK_BAR_H + frame_h // 2, frame_w // 4)  # left of the POI box
+        wait_for_picture(lambda shot: abs(int(shot[centre].mean()) - minute_grey(minute)) <= 4, f"minute {minute}")
+
+    try:
+        with Viewer(xdisplay, tmp_path, str(long_clip), "--hold", width=frame_w) as viewer:
+            assert viewer.press("period", line="frame delay") == "frame delay 1429 ms"  # 1 fps: 1000 ms
+            assert viewer.press("comma", line="frame delay") == "frame delay 1000 ms"
+            # seeks while holding land on exact frames, clamped to the video
+            for key, landed, minute in (("b", "10:00.0", 10), ("v", "11:00.0", 11), ("v", "11:29.0", 11),
+                                        ("c", "10:29.0", 10), ("x", "0:29.0", 0), ("x", "0:00.0", 0),
+                                        ("v", "1:00.0", 1)):
+                assert viewer.press(key, line="seek to") == f"seek to {landed}"
+                shows_minute(minute)
+            viewer.wait_title("1:00 holding")
+            viewer.click(frame_w // 2, SEEK_BAR_H + frame_h // 2)
+            assert viewer.wait_for("POI at")[0] == "POI at 80,45 (box 22 px) from 1:00.0"
+            assert viewer.press("bracketleft", line="POI at") == "POI at 80,45 (box 18 px) from 1:00.0"
+            panel = (SEEK_BAR_H + frame_h + 106, frame_w - 5)  # a corner of the graph panel, away from text
+            wait_for_picture(lambda shot: (shot[panel] == 24).all(), "the graph panel")
+            assert viewer.press("d", line="drawing").startswith("drawing off")
+            wait_for_picture(lambda shot: (shot[panel] == 0).all(), "drawing off")
+            assert viewer.press("d", line="drawing") == "drawing on"
+            wait_for_picture(lambda shot: (shot[panel] == 24).all(), "drawing on again")
+            viewer.press("q", line="POI changes")
+            assert viewer.finish() == 0, viewer.stderr()
+    finally:
+        x11.close()
+    # nothing was predicted (p was never pressed): only the POI log is written
+    out = tmp_path / "predictions"
+    assert sorted(p.name for p in out.iterdir()) == ["long.poi.csv"]
+    log = read_poi_log(out / "long.poi.csv")
+    assert [(e.time_s, round(e.x), round(e.y), e.size) for e in log] == [(60.0, 80, 45, 22.5), (60.0, 80, 45, 18.0)]
+
+
+@pytest.mark.display
+@pytest.mark.slow
+def test_model_method_predicts_live_and_exports(clip, xdisplay, tmp_path):
+    with Viewer(xdisplay, tmp_path, str(clip), "--method", "model", "--predict", "--end", "5") as viewer:
+        for delay_ms in (28, 19, 13):  # shorter frame delay: faster than real time
+            viewer.press("comma", line=f"frame delay {delay_ms} ms")
+        viewer.wait_for("end of video")
+        viewer.press("q")
+        assert len(viewer.wait_for("actions over", count=2)) == 2  # whole frame and centre crop
+        assert viewer.finish() == 0, viewer.stderr()
+    full = read_funscript(tmp_path / "predictions" / "clip.funscript")
+    assert "method: model" in full.metadata["notes"]
+    assert full.at[0] <= 40 and full.at[-1] >= 4800
+    assert strokes_per_second(full) == pytest.approx(2 * FAST[1], rel=0.3)

@@ -366,18 +366,19 @@ class LiveTracker:
 
     Flow is computed once per frame and shared; each region (a Poi box, or None for the whole frame) has
     its own windows. Frames form spans: a seek or a stop (`break_spans`) or a new box for a region ends
-    them. Each span is analysed exactly like a generate run over the same frames, and `script` joins a
-    region's spans, a later span replacing an earlier one where they overlap in time. Window analyses
-    (seconds each) run on a background thread so that the caller's frame loop never stalls on them.
+    them. Each span is analysed exactly like a generate run with `options.method` over the same frames,
+    and `script` joins a region's spans, a later span replacing an earlier one where they overlap in time.
+    Window analyses (seconds each) run on a background thread so that the caller's frame loop never
+    stalls on them.
     """
 
     def __init__(self, options: GenerateOptions, source_size: tuple[int, int], preview_s: float = 10.0) -> None:
-        if options.method != "flow":
-            raise AutofunscriptError(f"method {options.method!r} is not available for live prediction yet "
-                                     "(available: flow)")
+        if options.method not in ("flow", "model"):
+            raise AutofunscriptError(f"unknown method {options.method!r} (available: flow, model)")
         self.options = options
         self.source_size = source_size  # (width, height) of the frames Poi coordinates refer to
         self.preview_s = preview_s
+        self._model = _LiveModel() if options.method == "model" else None
         self._flow = _flow_tracker()
         self._regions: dict[str, _LiveRegion] = {}
         self._recent: deque[MotionSample] = deque()
@@ -407,7 +408,7 @@ class LiveTracker:
         for region in self._regions.values():
             span = region.open_span
             if span is None:
-                span = _LiveSpan(_windower(), _Assembler(()))
+                span = _LiveSpan(self._model.windower() if self._model else _windower(), _Assembler(()))
                 region.spans.append(span)
             assert span.windower is not None
             for window in span.windower.push(sample, gray):
@@ -424,7 +425,8 @@ class LiveTracker:
     def preview(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Provisional positions (times_s, 0-100, NaN where still) over the last `preview_s` seconds, for display.
 
-        One short window analysed from the flow alone, so it takes milliseconds; scripts use the full analysis."""
+        One short window analysed from the flow alone (also for the model method), so it takes milliseconds;
+        scripts use the full analysis."""
         region = self._regions.get(name)
         if region is None or len(self._recent) < 3:
             return np.zeros(0), np.zeros(0)
@@ -462,8 +464,14 @@ class LiveTracker:
             region.mask = _poi_mask_for(region.poi, width, height, *self.source_size, self._flow.cell)
         return region.mask
 
+    def _positions(self, window: Window, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
+        """A window's analysis, as generate does it with the options' method."""
+        if self._model is not None:
+            return self._model.positions(window, self.options, roi_mask)
+        return _window_positions(window, self.options, roi_mask)
+
     def _submit(self, region: _LiveRegion, span: _LiveSpan, window: Window) -> None:
-        future = self._analysis.submit(_window_positions, window, self.options, self._mask(region))
+        future = self._analysis.submit(self._positions, window, self._mask(region))
         span.pending.append((window, future))
 
     def _end_span(self, region: _LiveRegion) -> None:
@@ -482,8 +490,32 @@ class LiveTracker:
         # an open span goes on being fed after an export: finish copies of its state
         assembler = copy.deepcopy(span.assembler)
         for window in copy.deepcopy(span.windower).flush():
-            assembler.add(window, *_window_positions(window, self.options, self._mask(region)))
+            assembler.add(window, *self._positions(window, self._mask(region)))
         return assembler.result()
+
+
+class _LiveModel:
+    """The shipped (or chosen) model for LiveTracker, loaded once; onnxruntime is imported only here."""
+
+    def __init__(self) -> None:
+        from autofunscript.model.infer import ModelRunner
+
+        self.runner = ModelRunner()
+        images = self.runner.config.spec.image_inputs
+        if images:
+            raise AutofunscriptError(f"{self.runner.path}: this model reads image inputs ({', '.join(images)}), "
+                                     "which live prediction does not compute; use `generate --method model`")
+
+    @staticmethod
+    def windower() -> Windower:
+        return Windower()  # the windows of the model's tracking pass (model/tracking.py): its defaults
+
+    def positions(self, window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
+        from autofunscript.model.features import window_features
+        from autofunscript.model.infer import window_positions
+
+        features = window_features(window, self.runner.config.spec, None, options.drift_cutoff_hz, roi_mask)
+        return window_positions(window, features, self.runner, options)
 
 
 def merge_spans(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

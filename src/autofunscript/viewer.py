@@ -275,7 +275,7 @@ class _Session:
         self.show_help = False
         self.delay_ms = max(1, round(1000 / info.fps)) if info.fps > 0 else 40
         self.poi: Poi | None = None
-        self.poi_size = info.height / 4
+        self.poi_size = float(np.clip(info.height / 4, MIN_POI_SIZE, min(info.width, info.height)))
         self.poi_log: list[PoiEntry] = []
         self.clicks: list[tuple[int, int]] = []
         self.previews: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -286,7 +286,8 @@ class _Session:
         self._drawn_at = 0.0
         self._title = ""
         self.quit = False
-        self._shown_at = time.perf_counter()
+        self.window_shown = False
+        self._frame_due = 0.0  # perf_counter time at which playback shows the next frame
         self.dirty = True
 
     # -- playback ------------------------------------------------------------------------------
@@ -302,6 +303,8 @@ class _Session:
         self.previews.clear()
         self.at_end = False
         self.advance()
+        if self.frame is not None and self.window_shown:
+            self.echo(f"seek to {_clock(self.frame.time_s)}")
 
     def advance(self) -> None:
         assert self.frames is not None
@@ -377,17 +380,23 @@ class _Session:
             size = float(np.clip(size, MIN_POI_SIZE, min(self.layout.source_w, self.layout.source_h)))
             if self.poi is not None:
                 self.set_poi(self.poi.x, self.poi.y, size)
+            else:
+                self.echo(f"POI box {size:.0f} px (click the picture to place it)")
             self.poi_size = size
-        elif char == ",":
-            self.delay_ms = max(1, int(self.delay_ms * DELAY_STEP))
-        elif char == ".":
-            self.delay_ms = min(MAX_DELAY_MS, int(self.delay_ms / DELAY_STEP) + 1)
+        elif char in ",.":
+            if char == ",":
+                self.delay_ms = max(1, int(self.delay_ms * DELAY_STEP))
+            else:
+                self.delay_ms = min(MAX_DELAY_MS, int(self.delay_ms / DELAY_STEP) + 1)
+            self.echo(f"frame delay {self.delay_ms} ms")
         elif char == "d":
             self.drawing = not self.drawing
+            self.echo("drawing on" if self.drawing else "drawing off: the picture is refreshed once a second (d: on)")
         elif char == "e":
             self.export_or_report()
         elif char == "?":
             self.show_help = not self.show_help
+            self.echo("help shown (? hides it)" if self.show_help else "help hidden")
 
     # -- export --------------------------------------------------------------------------------
 
@@ -537,9 +546,11 @@ class _Session:
         self.dirty = False
 
     def title(self) -> str:
-        """The window title carries the state too, so it shows in task bars (and scripts can watch it)."""
+        """The window title carries the state and the time in whole seconds (changing at most once a second),
+        so both show in task bars and scripts can watch them."""
         state = "at the end" if self.at_end else "playing" if self.playing else "holding"
-        return f"autofunscript view - {self.video.name} - {state}{', predicting' if self.predicting else ''}"
+        clock = _clock(self.frame.time_s if self.frame else self.start_s, tenths=False)
+        return f"autofunscript view - {self.video.name} - {clock} {state}{', predicting' if self.predicting else ''}"
 
     def take_input(self, key: int) -> None:
         """Handle the clicks collected by the mouse callback, then `key` (a waitKey/pollKey result)."""
@@ -567,6 +578,7 @@ class _Session:
             # the window appears with its first picture, so it takes input from the moment it is seen
             cv2.namedWindow(self.window, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
             cv2.setMouseCallback(self.window, self.on_mouse)
+            self.window_shown = True
             self.refresh()
             self._loop()
         except KeyboardInterrupt:
@@ -584,28 +596,31 @@ class _Session:
 
     def _loop(self) -> None:
         # Qt's waitKey keeps only the last key pressed since the previous call, so input is polled after
-        # each slow step too: keys pressed in quick succession are not lost.
+        # each slow step too: fewer keys pressed in quick succession are lost.
         while not self.quit:
-            if self.playing and not self.at_end:
+            playing = self.playing and not self.at_end
+            if playing and time.perf_counter() >= self._frame_due:
+                # the frame delay paces playback; a key that ends the wait early does not advance a frame
+                self._frame_due = time.perf_counter() + self.delay_ms / 1000
                 self.advance()
                 self.take_input(cv2.pollKey())
                 if self.quit:
                     return
             self.refresh()
             if self.playing and not self.at_end:
-                # the frame delay paces playback: wait out what is left of it after this frame's work
-                wait = max(1, int(self.delay_ms - (time.perf_counter() - self._shown_at) * 1000))
+                wait = max(1, math.ceil((self._frame_due - time.perf_counter()) * 1000))
             else:
                 wait = 30
-            key = cv2.waitKey(wait)
-            self._shown_at = time.perf_counter()
-            self.take_input(key)
+            self.take_input(cv2.waitKey(wait))
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(max(seconds, 0.0), 60)
+def _clock(seconds: float, tenths: bool = True) -> str:
+    """m:ss.s or h:mm:ss.s (without tenths: the whole seconds, m:ss or h:mm:ss)."""
+    seconds = round(max(seconds, 0.0), 1) if tenths else math.floor(max(seconds, 0.0))  # 59.96 is 1:00.0
+    minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes}:{secs:04.1f}"
+    secs_text = f"{secs:04.1f}" if tenths else f"{int(secs):02d}"
+    return f"{hours}:{minutes:02d}:{secs_text}" if hours else f"{minutes}:{secs_text}"
 
 
 def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int] = (255, 255, 255),

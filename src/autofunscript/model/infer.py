@@ -199,30 +199,37 @@ def track_with_model(path: Path, options, progress: Callable[[float, float], Non
 
 def predict_windows(windows: Iterable[tuple[Window, WindowFeatures]], runner: ModelRunner, options,
                     stats: InferenceStats | None = None, initial_position: float | None = None):
-    """Model positions for each window, normalised to the output range and joined like the flow generator's.
+    """Model positions for each window, joined like the flow generator's (see window_positions)."""
+    from autofunscript.pipeline import EXTRA_AXES, _Assembler
 
-    Extra axes come from the classical analysis of each window; a still window (by the flow generator's
-    own test) is NaN, so the last position is held through it.
+    assembler = _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES))
+    hint = initial_position  # known only at the start of the first window
+    for window, features in windows:
+        assembler.add(window, *window_positions(window, features, runner, options, hint, stats))
+        hint = None
+    return assembler.result()
+
+
+def window_positions(window: Window, features: WindowFeatures, runner: ModelRunner, options,
+                     hint: float | None = None, stats: InferenceStats | None = None
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One window's per-frame positions, normalised to the output range, and its extra axes (0-100).
+
+    `options` is a pipeline.GenerateOptions. Extra axes come from the classical analysis of the window; a
+    still window (by the flow generator's own test) is all NaN, so the last position is held through it.
     """
-    from autofunscript.pipeline import EXTRA_AXES, STILL_ENERGY, _Assembler
+    from autofunscript.pipeline import EXTRA_AXES, STILL_ENERGY
     from autofunscript.script.postprocess import robust_normalise
 
     axes = tuple(a for a in options.axes if a in EXTRA_AXES)
-    assembler = _Assembler(axes)
-    lo, hi = options.post.range
-    hint = initial_position
-    for window, features in windows:
+    if features.classic.energy < STILL_ENERGY:
         nan = np.full(window.times_s.size, np.nan)
-        if features.classic.energy < STILL_ENERGY:
-            assembler.add(window, nan, {name: nan for name in axes})
-            hint = None
-            continue
-        prediction = runner.predict(features.values, hint, stats)
-        hint = None
-        position = grid_to_frames(features, runner.positions(prediction))
-        moving = ~np.isnan(position)
-        if moving.any():
-            position[moving] = robust_normalise(position[moving], lo, hi)
-        extra = {name: robust_normalise(features.classic.extra[name], 0, 100) for name in axes}
-        assembler.add(window, position, extra)
-    return assembler.result()
+        return nan, {name: nan for name in axes}
+    prediction = runner.predict(features.values, hint, stats)
+    position = grid_to_frames(features, runner.positions(prediction))
+    moving = ~np.isnan(position)
+    if moving.any():
+        lo, hi = options.post.range
+        position[moving] = robust_normalise(position[moving], lo, hi)
+    extra = {name: robust_normalise(features.classic.extra[name], 0, 100) for name in axes}
+    return position, extra
