@@ -23,13 +23,13 @@ import numpy as np
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
-from autofunscript.motion.flow import FlowTracker, MotionSample
+from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.keyframe import choose_axis, jumpy, track_band
 from autofunscript.motion.segments import Window, Windower
 from autofunscript.motion.signal import analyse_window
 from autofunscript.script.funscript import Funscript
-from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, robust_normalise,
-                                             smooth, to_actions)
+from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
+                                             robust_normalise, smooth, to_actions)
 from autofunscript.video.stream import VideoInfo, open_video
 
 # Below this mean squared ROI velocity (analysis px/frame) a window is camera noise, not a subject.
@@ -40,6 +40,7 @@ FLOW_CELL = 10  # analysis pixels per motion-grid cell
 WINDOW_S = 30.0
 WINDOW_OVERLAP_S = 4.0
 REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
+LOCAL_RANGE_S = 3.0  # the output range is fitted over about this long (see local_normalise)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,10 @@ def _poi_mask_for(poi: Poi, frame_w: int, frame_h: int, source_w: int, source_h:
 def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
     t = window.times_s
     fps = (t.size - 1) / (t[-1] - t[0]) if t.size > 1 and t[-1] > t[0] else 30.0
-    ws = analyse_window(window.grids.astype(np.float32), fps, options.drift_cutoff_hz, roi_mask=roi_mask)
+    grids = window.grids.astype(np.float32)
+    if window.cameras is not None:
+        grids = remove_camera_leakage(grids, window.cameras)
+    ws = analyse_window(grids, fps, options.drift_cutoff_hz, roi_mask=roi_mask)
     nan = np.full(t.size, np.nan)
     if ws.energy < STILL_ENERGY:
         return nan, {name: nan for name in EXTRA_AXES}
@@ -126,7 +130,8 @@ def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.nda
                              rekey_every=max(1, int(REKEY_S * fps)))
         if not jumpy(tracked):  # else the integrated flow, smooth if less exact, is the safer answer
             position = tracked
-    position = robust_normalise(position, lo, hi)
+    # stroke depth in pixels follows zoom and distance, so the range is fitted over a few seconds at a time
+    position = local_normalise(position, lo, hi, round(LOCAL_RANGE_S * fps))
     extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
     return position, extra
 

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from autofunscript.motion.flow import FlowTracker
+from autofunscript.motion.flow import FlowTracker, remove_camera_leakage
 from autofunscript.motion.segments import CutDetector, Windower
 from autofunscript.motion.signal import analyse_window, periodicity
 
@@ -102,3 +102,22 @@ def test_windower_splits_at_cuts_and_overlaps_long_scenes():
     assert [w.starts_scene for w in windows] == [True, False, True]
     assert windows[1].overlap == pytest.approx(FPS * 1.0, abs=2)
     assert windows[2].times_s[0] == pytest.approx(6.0, abs=0.05)
+
+
+def test_camera_leakage_is_removed_where_it_explains_the_motion_only():
+    rng = np.random.default_rng(0)
+    t = 600
+    shake = np.stack([np.sin(np.arange(t) * 0.9), np.cos(np.arange(t) * 1.7)], axis=1) * 2  # px/frame
+    cameras = np.tile(np.eye(2, 3), (t, 1, 1))
+    cameras[:, :, 2] = shake
+    grids = rng.normal(0, 0.02, (t, 2, 2, 2)).astype(np.float32)
+    grids[:, 0, 0] += (0.4 * shake).astype(np.float32)  # an edge whose flow residue follows the camera
+    subject = np.sin(np.arange(t) * 2 * np.pi / 30) * 3
+    grids[:, 1, 1, 1] += subject.astype(np.float32)  # a subject moving on its own ...
+    grids[:, 0, 1, 1] += (subject + 0.5 * shake[:, 1]).astype(np.float32)  # ... even partly in step with the camera
+    clean = remove_camera_leakage(grids, cameras)
+    assert np.abs(clean[:, 0, 0]).max() < 0.15
+    assert np.allclose(clean[:, 1, 1], grids[:, 1, 1], atol=1e-6)
+    assert np.allclose(clean[:, 0, 1, 1], grids[:, 0, 1, 1], atol=1e-6)
+    still = np.tile(np.eye(2, 3), (t, 1, 1))
+    assert remove_camera_leakage(grids, still) is grids  # no camera motion: nothing to remove

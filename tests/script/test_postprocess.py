@@ -7,6 +7,7 @@ from autofunscript.script.postprocess import (
     drop_quick_wiggles,
     finish,
     limit_speed,
+    local_normalise,
     robust_normalise,
     speeds,
     to_actions,
@@ -49,6 +50,28 @@ def test_robust_normalise_uses_full_range_despite_outliers():
     y = robust_normalise(x, 0, 100)
     assert y.min() == 0 and y.max() == 100
     assert np.percentile(y, 90) > 80
+
+
+def test_local_normalise_gives_full_strokes_through_a_zoom_and_a_drifting_level():
+    t = np.arange(0, 30, 1 / 30)
+    depth = np.linspace(20, 40, t.size)  # the camera zooms in: strokes grow twofold in pixels
+    raw = 3 * t + depth * np.sin(2 * np.pi * 1.2 * t)  # and the tracker's level wanders
+    for y in (local_normalise(raw, 0, 100, 90), local_normalise(raw, 10, 90, 90)):
+        lo, hi = y.min(), y.max()
+        for part in np.array_split(y, 6):  # every 5 s uses (nearly) the whole range
+            assert part.min() < lo + 20 and part.max() > hi - 20
+    assert np.ptp(robust_normalise(raw, 0, 100)[:150]) < 60  # one range for the window: the start is shallow
+
+
+def test_local_normalise_keeps_pauses_and_lone_excursions_small():
+    t = np.arange(0, 30, 1 / 30)
+    raw = 20 * np.sin(2 * np.pi * t)
+    raw[300:600] = 0.3 * np.sin(2 * np.pi * 7 * t[300:600])  # 10 s pause with sub-pixel jitter
+    raw[750] = 200  # one frame of a lost match
+    y = local_normalise(raw, 0, 100, 90)
+    assert np.abs(y[300:600] - 50).max() < 15  # the pause is not blown up into strokes
+    strokes = y[800:]
+    assert strokes.min() < 10 and strokes.max() > 90  # the excursion did not squash the strokes after it
 
 
 def test_limit_speed_enforces_bound_and_keeps_centre():

@@ -19,7 +19,7 @@ import numpy as np
 
 from autofunscript.errors import AutofunscriptError
 from autofunscript.model.card import ModelCard, read_card
-from autofunscript.model.features import WindowFeatures, model_input
+from autofunscript.model.features import WindowFeatures, frame_rate, model_input
 from autofunscript.model.router import HEADS, route
 from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
 from autofunscript.motion.segments import Window
@@ -218,8 +218,8 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
     `options` is a pipeline.GenerateOptions. Extra axes come from the classical analysis of the window; a
     still window (by the flow generator's own test) is all NaN, so the last position is held through it.
     """
-    from autofunscript.pipeline import EXTRA_AXES, STILL_ENERGY
-    from autofunscript.script.postprocess import robust_normalise
+    from autofunscript.pipeline import EXTRA_AXES, LOCAL_RANGE_S, STILL_ENERGY
+    from autofunscript.script.postprocess import local_normalise, robust_normalise
 
     axes = tuple(a for a in options.axes if a in EXTRA_AXES)
     if features.classic.energy < STILL_ENERGY:
@@ -230,6 +230,7 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
     moving = ~np.isnan(position)
     if moving.any():
         lo, hi = options.post.range
-        position[moving] = robust_normalise(position[moving], lo, hi)
+        fps = frame_rate(window.times_s)
+        position[moving] = local_normalise(position[moving], lo, hi, round(LOCAL_RANGE_S * fps))
     extra = {name: robust_normalise(features.classic.extra[name], 0, 100) for name in axes}
     return position, extra

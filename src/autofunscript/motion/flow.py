@@ -93,3 +93,29 @@ class FlowTracker:
                 grid = grid - np.stack([cam_x, cam_y], axis=-1).astype(np.float32)
         self._prev, self._prev_thumb = gray, thumb
         return MotionSample(time_s, grid.astype(np.float32), cut_score, model)
+
+
+
+def remove_camera_leakage(grids: np.ndarray, cameras: np.ndarray, min_explained: float = 0.3) -> np.ndarray:
+    """Cell velocities minus what merely follows the camera's shake, for a window of frames.
+
+    Flow on thin lines and plain edges is ambiguous along the edge, so camera compensation leaves a
+    residue there that moves in step with the camera: periodic under hand-held shake, it can outscore
+    the subject. Per cell and component, the part linearly explained by the camera translation is
+    removed, but only where it explains most of the motion (min_explained of its variance): a subject
+    that moves on its own keeps its motion even when the camera happens to move in time with it.
+    """
+    t = grids.shape[0]
+    translation = cameras[:, :, 2] - cameras[:, :, 2].mean(axis=0)  # (T, 2) camera shift per frame
+    spread = translation.std(axis=0)
+    useful = spread > 0.05  # analysis px/frame: below this there is no shake to leak
+    if t < 20 or not useful.any():
+        return grids
+    x = translation[:, useful] / spread[useful]
+    y = grids.reshape(t, -1).astype(np.float64)
+    y = y - y.mean(axis=0)
+    coef = np.linalg.solve(x.T @ x + 0.01 * t * np.eye(x.shape[1]), x.T @ y)  # lightly ridged least squares
+    fitted = x @ coef
+    explained = 1 - ((y - fitted) ** 2).sum(axis=0) / np.maximum((y**2).sum(axis=0), 1e-12)
+    fitted[:, explained < min_explained] = 0.0
+    return grids - fitted.reshape(grids.shape).astype(np.float32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, percentile_filter, uniform_filter1d
 
 from autofunscript.script.extrema import find_reversals
 
@@ -60,6 +60,31 @@ def robust_normalise(pos: np.ndarray, lo: float, hi: float, percentiles: tuple[f
     if p_hi - p_lo < 1e-9:
         return np.full(pos.shape, (lo + hi) / 2.0)
     return np.clip(lo + (pos - p_lo) * (hi - lo) / (p_hi - p_lo), min(lo, hi), max(lo, hi))
+
+
+def local_normalise(pos: np.ndarray, lo: float, hi: float, horizon: int, percentile: float = 95.0,
+                    min_share: float = 0.5) -> np.ndarray:
+    """Map the signal onto [lo, hi] against its running extent over about `horizon` samples, then clip.
+
+    A stroke's depth in pixels changes with zoom and the subject's distance, and a tracker's level
+    wanders, so one range for a whole window leaves strokes shallow or pushed to one end. Here the top
+    and bottom are running percentiles (over 2 x horizon, so a lone excursion does not set them),
+    smoothed over `horizon`; the local extent never drops below `min_share` of the whole signal's, so
+    a pause or a run of short strokes is not blown up to full strokes.
+    """
+    pos = np.asarray(pos, float)
+    if pos.size < 10 or horizon < 2:
+        return robust_normalise(pos, lo, hi)
+    size = 2 * horizon + 1
+    top = uniform_filter1d(percentile_filter(pos, percentile, size=size, mode="nearest"), horizon, mode="nearest")
+    bottom = uniform_filter1d(percentile_filter(pos, 100 - percentile, size=size, mode="nearest"), horizon,
+                              mode="nearest")
+    whole_lo, whole_hi = np.percentile(pos, (2.0, 98.0))
+    extent = np.maximum(top - bottom, min_share * (whole_hi - whole_lo))
+    if not (extent > 1e-9).all():
+        return np.full(pos.shape, (lo + hi) / 2.0)
+    centre = (top + bottom) / 2
+    return np.clip(lo + (pos - centre + extent / 2) / extent * (hi - lo), min(lo, hi), max(lo, hi))
 
 
 def rescale_range(pos: np.ndarray, lo: float, hi: float) -> np.ndarray:
