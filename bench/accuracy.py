@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-real", action="store_true", help="skip the real clips")
     parser.add_argument("--json", type=Path, default=None, help="output JSON (default bench/results/accuracy-METHOD.json)")
+    parser.add_argument("--jobs", type=int, default=1, help="cases run at once")
     parser.add_argument("--extra", default="", help="extra generate options, space-separated")
     args = parser.parse_args()
 
@@ -128,18 +130,25 @@ def main() -> None:
     extra = args.extra.split()
     out_dir = CACHE / f"out-{args.method}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_preset: dict[str, list[dict]] = {}
-    for preset in [p for p in args.presets.split(",") if p]:
-        rows = []
-        for script in scripts:
-            clip = render(script, preset, args.seed)
-            vr = ["--vr", "sbs"] if preset == "vr" else []
-            row = run_case(f"{preset}-{script.stem}", clip, clip.with_suffix(".funscript"), args.method, out_dir,
-                           extra + vr)
-            rows.append(row)
-            print(f"{row['case']:24s} " + (row.get("error") or " ".join(f"{k}={fmt(row.get(k))}" for k in METRICS)),
-                  flush=True)
-        per_preset[preset] = rows
+    presets = [p for p in args.presets.split(",") if p]
+
+    def case(job: tuple[str, Path]) -> dict:
+        preset, script = job
+        clip = render(script, preset, args.seed)
+        vr = ["--vr", "sbs"] if preset == "vr" else []
+        row = run_case(f"{preset}-{script.stem}", clip, clip.with_suffix(".funscript"), args.method, out_dir,
+                       extra + vr)
+        print(f"{row['case']:24s} " + (row.get("error") or " ".join(f"{k}={fmt(row.get(k))}" for k in METRICS)),
+              flush=True)
+        return row
+
+    # each case is a generate subprocess; --jobs runs several at once (their 'seconds' then include the contention)
+    jobs = [(preset, script) for preset in presets for script in scripts]
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        rows_in_order = list(pool.map(case, jobs))
+    per_preset: dict[str, list[dict]] = {preset: [] for preset in presets}
+    for (preset, _), row in zip(jobs, rows_in_order):
+        per_preset[preset].append(row)
     real_rows = []
     if not args.no_real:
         for ref in sorted(REFERENCES.glob("*.funscript")):

@@ -220,34 +220,52 @@ def _windower() -> Windower:
 
 def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallback | None = None,
                  should_stop: Callable[[], bool] | None = None) -> tuple[DenseSignal, list[float], int, bool]:
-    """Decode and track; returns the dense signal, cut times, frames read and whether it was cut short."""
+    """Decode and track; returns the dense signal, cut times, frames read and whether it was cut short.
+
+    Each finished window is analysed on a second thread while decoding and flow go on (OpenCV and NumPy
+    release the GIL), so the analysis (about a second per window) does not stall the decoder.
+    """
     tracker = _flow_tracker()
     windower = _windower()
     assembler = _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES))
+    pending: deque[tuple[Window, Future]] = deque()
     frames = 0
     interrupted = False
-    with open_video(path) as stream:
+
+    def assemble(keep: int) -> None:
+        """Add analysed windows in order, waiting until at most `keep` remain (each holds its frames)."""
+        while len(pending) > keep or (pending and pending[0][1].done()):
+            window, future = pending.popleft()
+            assembler.add(window, *future.result())
+
+    with open_video(path) as stream, ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis") as analysis:
         info = stream.info
         _check_range_and_poi(path, info, options)
         end_s = min(options.end_s, info.duration_s) if options.end_s else info.duration_s
         total = max(end_s - options.start_s, 1e-6)
         roi_mask = None
-        for frame in stream.frames(start_s=options.start_s, end_s=options.end_s,
-                                   width=options.analysis_width, eye=options.vr):
-            if roi_mask is None and options.poi is not None:
-                roi_mask = _poi_mask_for(options.poi, frame.image.shape[1], frame.image.shape[0],
-                                         *_eye_size(info, options.vr), tracker.cell)
-            sample = tracker.update(frame.image, frame.time_s)
-            frames += 1
-            for window in windower.push(sample, frame.image):
-                assembler.add(window, *_window_positions(window, options, roi_mask))
-            if progress is not None:
-                progress(frame.time_s - options.start_s, total)
-            if should_stop is not None and should_stop():
-                interrupted = True
-                break
-    for window in windower.flush():
-        assembler.add(window, *_window_positions(window, options, roi_mask))
+        try:
+            for frame in stream.frames(start_s=options.start_s, end_s=options.end_s,
+                                       width=options.analysis_width, eye=options.vr):
+                if roi_mask is None and options.poi is not None:
+                    roi_mask = _poi_mask_for(options.poi, frame.image.shape[1], frame.image.shape[0],
+                                             *_eye_size(info, options.vr), tracker.cell)
+                sample = tracker.update(frame.image, frame.time_s)
+                frames += 1
+                for window in windower.push(sample, frame.image):
+                    pending.append((window, analysis.submit(_window_positions, window, options, roi_mask)))
+                assemble(keep=1)
+                if progress is not None:
+                    progress(frame.time_s - options.start_s, total)
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    break
+            for window in windower.flush():
+                pending.append((window, analysis.submit(_window_positions, window, options, roi_mask)))
+            assemble(keep=0)
+        finally:
+            for _, future in pending:  # an error or a second Ctrl+C: queued analyses are not wanted any more
+                future.cancel()
     return assembler.result(), windower.cut_times, frames, interrupted
 
 

@@ -13,6 +13,9 @@ frame is compared with one keyframe of its window instead, so errors never accum
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -142,9 +145,12 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
 
     guess = float(np.degrees(np.arctan2(first_guess[0], -first_guess[1])))
     guess = (guess + 90) % 180 - 90  # an axis and its opposite are the same stroke
-    coarse = {d: unexplained(d) for d in (guess, *range(-90, 90, 30))}
-    best = min(coarse, key=coarse.get)
-    fine = {d: unexplained(d) for d in (best - 15, best + 15)}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # OpenCV releases the GIL
+        angles = (guess, *range(-90, 90, 30))
+        coarse = dict(zip(angles, pool.map(unexplained, angles)))
+        best = min(coarse, key=coarse.get)
+        angles = (best - 15, best + 15)
+        fine = dict(zip(angles, pool.map(unexplained, angles)))
     fine[best] = coarse[best]
     best = min(fine, key=fine.get)
     return tuple(orient_axis(np.array([np.sin(np.radians(best)), -np.cos(np.radians(best))])))
@@ -160,15 +166,21 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
     """
     t = images.shape[0]
     step = rekey_every if rekey_every and rekey_every < t else t
-    displacement = np.zeros(t)
-    for key in range(0, t, step):
-        first = max(0, key - overlap)
-        end = min(key + step, t)
+    keys = list(range(0, t, step))
+
+    def stretch(key: int) -> np.ndarray:
         matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key)
-        part = np.array([matcher.match(i)[0] for i in range(first, end)])
+        return np.array([matcher.match(i)[0] for i in range(max(0, key - overlap), min(key + step, t))])
+
+    # the stretches are measured independently (OpenCV releases the GIL), then joined in order
+    with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1)) as pool:
+        parts = list(pool.map(stretch, keys))
+    displacement = np.zeros(t)
+    for key, part in zip(keys, parts):
+        first, end = max(0, key - overlap), min(key + step, t)
         if key > 0:
             shared = key - first
-            part += float(np.median(displacement[first:key] - part[:shared]))
+            part = part + float(np.median(displacement[first:key] - part[:shared]))
         displacement[key:end] = part[key - first :]
     return suppress_spikes(displacement)
 
