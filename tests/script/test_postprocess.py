@@ -97,6 +97,15 @@ def test_drop_quick_wiggles_keeps_alternation():
     assert kept.tolist() == [0, 60, 90]
 
 
+def test_a_negative_offset_cuts_the_script_at_zero():
+    at = np.array([0, 400, 800, 1200])
+    pos = np.array([0, 100, 0, 100])
+    at2, pos2, _ = finish(at, pos, PostSettings(offset_ms=-600, max_speed=0))
+    assert at2.tolist() == [0, 200, 600] and pos2.tolist() == [50, 0, 100]
+    at3, pos3, _ = finish(at, pos, PostSettings(offset_ms=-5000, max_speed=0))
+    assert at3.tolist() == [0] and pos3.tolist() == [100]
+
+
 def test_finish_inverts_and_offsets():
     at = np.array([0, 500, 1000])
     pos = np.array([0, 100, 0])

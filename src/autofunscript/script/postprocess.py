@@ -181,6 +181,19 @@ def limit_speed(at_ms: np.ndarray, pos: np.ndarray, max_speed: float) -> tuple[n
     return np.clip(out, 0, 100).astype(np.int64), violating
 
 
+def _shift(at_ms: np.ndarray, pos: np.ndarray, offset_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move every action by offset_ms; what an earlier offset pushes before 0 is cut at 0 (players reject
+    negative times), keeping the position the script would have there."""
+    at_ms = at_ms.astype(np.int64) + offset_ms
+    if at_ms.size == 0 or at_ms[0] >= 0:
+        return at_ms, pos
+    if at_ms[-1] < 0:
+        return at_ms[-1:] * 0, pos[-1:]
+    at_zero = int(np.rint(np.interp(0, at_ms, pos)))
+    later = at_ms > 0
+    return np.concatenate([[0], at_ms[later]]), np.concatenate([[at_zero], pos[later]]).astype(pos.dtype)
+
+
 def finish(at_ms: np.ndarray, pos: np.ndarray, settings: PostSettings) -> tuple[np.ndarray, np.ndarray, PostReport]:
     """The last steps every script gets: invert, offset, speed limit."""
     report = PostReport()
@@ -188,7 +201,7 @@ def finish(at_ms: np.ndarray, pos: np.ndarray, settings: PostSettings) -> tuple[
     if settings.invert:
         pos = 100 - pos
     if settings.offset_ms:
-        at_ms = at_ms + int(settings.offset_ms)
+        at_ms, pos = _shift(at_ms, pos, int(settings.offset_ms))
     v = speeds(at_ms, pos)
     report.max_speed_before = float(v.max()) if v.size else 0.0
     if settings.max_speed > 0:
