@@ -59,6 +59,7 @@ HELP_LINES = (
     "e        export now and keep going",
     "q        quit and export (closing does too)",
     "?        this help",
+    "graph    a preview: flow analysis of the last 10 s",
 )
 
 
@@ -470,7 +471,7 @@ class _Session:
         canvas[:SEEK_BAR_H, filled : filled + 2] = (255, 255, 255)
         _text(canvas, f"{_clock(self.frame.time_s)} / {_clock(self.end_s)}", (6, 17))
         flags = [f"{self.fps:.0f} fps", f"delay {self.delay_ms} ms"]
-        flags += ["PREDICTING" if self.predicting else "p: predict"]
+        flags += [f"PREDICTING ({self.options.method})" if self.predicting else "p: predict"]
         flags += ["HOLD" if not self.playing else "", "END" if self.at_end else "", "? help"]
         status = "  ".join(f for f in flags if f)
         (tw, _), _ = cv2.getTextSize(status, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
