@@ -520,3 +520,14 @@ def test_unwritable_output_folder_is_refused(stroke, tmp_path):
         locked.chmod(0o755)
     assert_refused(Run(result.returncode, result.stdout, result.stderr), out, locked, set())
     assert result.stderr.splitlines()[-1] == f"error: {out}: folder {locked} is not writable"
+
+
+def test_initial_position_reaches_the_model_and_is_refused_for_flow(stroke, tmp_path):
+    low = generated(tmp_path, stroke.path, "--method", "model", "--initial-position", "0", name="low.funscript")
+    high = generated(tmp_path, stroke.path, "--method", "model", "--initial-position", "100", name="high.funscript")
+    assert "initial_position=100" in high.metadata["notes"]
+    # the hint is one of the model's inputs: it changes the prediction, most near the start
+    assert not (np.array_equal(low.at, high.at) and np.array_equal(low.pos, high.pos))
+    run = run_cli("generate", stroke.path, "--out", tmp_path / "flow.funscript", "--initial-position", "50")
+    assert run.code == 2 and "--method model" in run.err and "Traceback" not in run.err
+    assert not (tmp_path / "flow.funscript").exists()

@@ -143,9 +143,13 @@ def _generate_settings(method: str, poi: str | None, poi_size: float | None, sta
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Output path (default: VIDEO's stem + .funscript).")
+@click.option("--initial-position", type=click.FloatRange(0, 100), metavar="P",
+              help="The known position (0-100) at --start, given to the model (--method model only).")
 @_generate_options
-def generate(video: Path, out: Path | None, force: bool, **settings) -> int:
+def generate(video: Path, out: Path | None, force: bool, initial_position: float | None, **settings) -> int:
     """Track the motion in VIDEO and write VIDEO.funscript beside it."""
+    from dataclasses import replace
+
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -153,6 +157,10 @@ def generate(video: Path, out: Path | None, force: bool, **settings) -> int:
     from autofunscript.script.funscript import axis_path, write_funscript
 
     options = _generate_settings(**settings)
+    if initial_position is not None:
+        if options.method != "model":
+            raise click.BadParameter("--initial-position needs --method model (the flow generator has no use for it)")
+        options = replace(options, initial_position=initial_position)
     if not video.exists():
         raise AutofunscriptError(f"{video}: no such file")
     out = out or video.with_suffix(".funscript")

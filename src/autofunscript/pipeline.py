@@ -64,6 +64,7 @@ class GenerateOptions:
     analysis_width: int = 320
     drift_cutoff_hz: float = 0.02
     post: PostSettings = field(default_factory=PostSettings)
+    initial_position: float | None = None  # known position (0-100) at start_s; used by the model
 
 
 @dataclass
@@ -306,7 +307,8 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
         if options.method == "model":
             from autofunscript.model.infer import track_with_model  # loads onnxruntime only when asked for
 
-            dense, cuts, frames, interrupted = track_with_model(path, options, progress, should_stop=stop.is_set)
+            dense, cuts, frames, interrupted = track_with_model(path, options, progress, should_stop=stop.is_set,
+                                                                initial_position=options.initial_position)
         else:
             dense, cuts, frames, interrupted = track_motion(path, options, progress, should_stop=stop.is_set)
     nothing_tracked = frames < 2 or bool(np.isnan(dense.position).all())
