@@ -540,6 +540,7 @@ class _LiveModel:
         from autofunscript.model.infer import window_positions
 
         features = window_features(window, self.runner.config.spec, None, options.drift_cutoff_hz, roi_mask)
+        # no initial-position hint: a span starts wherever playback was, not at a position the user knows
         return window_positions(window, features, self.runner, options)
 
 
