@@ -102,7 +102,7 @@ def remove_camera_leakage(grids: np.ndarray, cameras: np.ndarray, min_explained:
     Flow on thin lines and plain edges is ambiguous along the edge, so camera compensation leaves a
     residue there that moves in step with the camera: periodic under hand-held shake, it can outscore
     the subject. Per cell and component, the part linearly explained by the camera translation is
-    removed, but only where it explains most of the motion (min_explained of its variance): a subject
+    removed, but only where it explains at least `min_explained` of that motion's variance: a subject
     that moves on its own keeps its motion even when the camera happens to move in time with it.
     """
     t = grids.shape[0]

@@ -188,7 +188,7 @@ def _shift(at_ms: np.ndarray, pos: np.ndarray, offset_ms: int) -> tuple[np.ndarr
     if at_ms.size == 0 or at_ms[0] >= 0:
         return at_ms, pos
     if at_ms[-1] < 0:
-        return at_ms[-1:] * 0, pos[-1:]
+        return np.zeros(1, np.int64), pos[-1:]
     at_zero = int(np.rint(np.interp(0, at_ms, pos)))
     later = at_ms > 0
     return np.concatenate([[0], at_ms[later]]), np.concatenate([[at_zero], pos[later]]).astype(pos.dtype)
