@@ -179,6 +179,22 @@ class _Assembler:
         return DenseSignal(times, joined.pop("position"), joined)
 
 
+@dataclass
+class _Span:
+    """Frames analysed in one go. Window analyses run in the background and are assembled in order."""
+
+    windower: Windower | None  # None once the span has ended
+    assembler: _Assembler
+    pending: deque[tuple[Window, Future]] = field(default_factory=deque)
+
+    def collect(self, keep: float = 0) -> None:
+        """Assemble the analysed windows at the front of the queue, waiting for the oldest while more than
+        `keep` are pending (each holds its frames); math.inf takes only those already done."""
+        while self.pending and (len(self.pending) > keep or self.pending[0][1].done()):
+            window, future = self.pending.popleft()
+            self.assembler.add(window, *future.result())
+
+
 def dense_to_script(dense: DenseSignal, post: PostSettings) -> tuple[np.ndarray, np.ndarray, PostReport]:
     """Dense per-frame positions -> post-processed actions."""
     times_ms = dense.times_s * 1000.0
@@ -228,17 +244,9 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
     """
     tracker = _flow_tracker()
     windower = _windower()
-    assembler = _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES))
-    pending: deque[tuple[Window, Future]] = deque()
+    span = _Span(windower, _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES)))
     frames = 0
     interrupted = False
-
-    def assemble(keep: int) -> None:
-        """Add analysed windows in order, waiting until at most `keep` remain (each holds its frames)."""
-        while len(pending) > keep or (pending and pending[0][1].done()):
-            window, future = pending.popleft()
-            assembler.add(window, *future.result())
-
     with open_video(path) as stream, ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis") as analysis:
         info = stream.info
         _check_range_and_poi(path, info, options)
@@ -254,20 +262,20 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
                 sample = tracker.update(frame.image, frame.time_s)
                 frames += 1
                 for window in windower.push(sample, frame.image):
-                    pending.append((window, analysis.submit(_window_positions, window, options, roi_mask)))
-                assemble(keep=1)
+                    span.pending.append((window, analysis.submit(_window_positions, window, options, roi_mask)))
+                span.collect(keep=1)
                 if progress is not None:
                     progress(frame.time_s - options.start_s, total)
                 if should_stop is not None and should_stop():
                     interrupted = True
                     break
             for window in windower.flush():
-                pending.append((window, analysis.submit(_window_positions, window, options, roi_mask)))
-            assemble(keep=0)
+                span.pending.append((window, analysis.submit(_window_positions, window, options, roi_mask)))
+            span.collect()
         finally:
-            for _, future in pending:  # an error or a second Ctrl+C: queued analyses are not wanted any more
+            for _, future in span.pending:  # an error or a second Ctrl+C: queued analyses are not wanted any more
                 future.cancel()
-    return assembler.result(), windower.cut_times, frames, interrupted
+    return span.assembler.result(), windower.cut_times, frames, interrupted
 
 
 @contextmanager
@@ -359,30 +367,15 @@ def _format_notes(notes: dict) -> str:
 
 
 @dataclass
-class _LiveSpan:
-    """Frames predicted in one go. Window analyses run in the background and are assembled in order."""
-
-    windower: Windower | None  # None once the span has ended
-    assembler: _Assembler
-    pending: deque[tuple[Window, Future]] = field(default_factory=deque)
-
-    def collect(self, wait: bool) -> None:
-        """Assemble the analysed windows at the front of the queue (all of them when `wait`)."""
-        while self.pending and (wait or self.pending[0][1].done()):
-            window, future = self.pending.popleft()
-            self.assembler.add(window, *future.result())
-
-
-@dataclass
 class _LiveRegion:
     """One region's prediction: its box, and its spans (the last one open while frames come in)."""
 
     poi: Poi | None
     mask: np.ndarray | None = None
-    spans: list[_LiveSpan] = field(default_factory=list)
+    spans: list[_Span] = field(default_factory=list)
 
     @property
-    def open_span(self) -> _LiveSpan | None:
+    def open_span(self) -> _Span | None:
         return self.spans[-1] if self.spans and self.spans[-1].windower is not None else None
 
 
@@ -433,12 +426,12 @@ class LiveTracker:
         for region in self._regions.values():
             span = region.open_span
             if span is None:
-                span = _LiveSpan(self._model.windower() if self._model else _windower(), _Assembler(()))
+                span = _Span(self._model.windower() if self._model else _windower(), _Assembler(()))
                 region.spans.append(span)
             assert span.windower is not None
             for window in span.windower.push(sample, gray):
                 self._submit(region, span, window)
-            span.collect(wait=False)
+            span.collect(keep=math.inf)
 
     def break_spans(self) -> None:
         """Playback jumped or prediction stopped: end every span; the next frame starts new ones."""
@@ -495,7 +488,7 @@ class LiveTracker:
             return self._model.positions(window, self.options, roi_mask)
         return _window_positions(window, self.options, roi_mask)
 
-    def _submit(self, region: _LiveRegion, span: _LiveSpan, window: Window) -> None:
+    def _submit(self, region: _LiveRegion, span: _Span, window: Window) -> None:
         future = self._analysis.submit(self._positions, window, self._mask(region))
         span.pending.append((window, future))
 
@@ -508,8 +501,8 @@ class LiveTracker:
             self._submit(region, span, window)
         span.windower = None
 
-    def _span_signal(self, region: _LiveRegion, span: _LiveSpan) -> DenseSignal:
-        span.collect(wait=True)
+    def _span_signal(self, region: _LiveRegion, span: _Span) -> DenseSignal:
+        span.collect()
         if span.windower is None:
             return span.assembler.result()
         # an open span goes on being fed after an export: finish copies of its state

@@ -95,7 +95,6 @@ class FlowTracker:
         return MotionSample(time_s, grid.astype(np.float32), cut_score, model)
 
 
-
 def remove_camera_leakage(grids: np.ndarray, cameras: np.ndarray, min_explained: float = 0.3) -> np.ndarray:
     """Cell velocities minus what merely follows the camera's shake, for a window of frames.
 
