@@ -150,11 +150,55 @@ def speeds(at_ms: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(pos).astype(float)) / np.maximum(dt, 1e-3)
 
 
-def limit_speed(at_ms: np.ndarray, pos: np.ndarray, max_speed: float) -> tuple[np.ndarray, int]:
-    """Pull the ends of too-fast segments toward each other so no segment exceeds `max_speed`.
+CENTRE_S = 2.0  # too-fast strokes shrink toward their centre line averaged over this long either side
 
-    Shrinking a stroke symmetrically keeps it centred where the video put it (a forward-only clamp
-    would drift the whole script). A final forward pass guarantees the bound.
+
+def _stroke_ends(pos: np.ndarray) -> np.ndarray:
+    """Indices of the first point, every turn of direction (flat runs count once) and the last point."""
+    step = np.sign(np.diff(pos))
+    moving = np.flatnonzero(step)
+    if moving.size == 0:
+        return np.array([0, pos.size - 1])
+    turns = moving[1:][step[moving[1:]] != step[moving[:-1]]]  # a turn happens where the next move starts
+    return np.unique(np.concatenate([[0], turns, [pos.size - 1]]))
+
+
+def _shrink_fast_strokes(t_s: np.ndarray, pos: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Scale each too-fast stroke down about the script's slow centre line until it fits in its time.
+
+    A stroke's gain comes from its depth against the distance its duration allows (a single steep
+    frame of tracking noise must not flatten it); the centre is the time-average of stroke midpoints over
+    CENTRE_S either side, because a wandering centre would outweigh strokes shrunk to a fifth. Gains
+    (the smaller of the two strokes meeting at a turn) and centres are set at each turn and interpolated
+    in time between turns, so shape and timing stay; only the depth goes.
+    """
+    ends = _stroke_ends(pos)
+    if ends.size < 2:
+        return pos
+    depth = np.abs(np.diff(pos[ends]))
+    gain = np.minimum(1.0, np.add.reduceat(allowed, ends[:-1]) / np.maximum(depth, 1e-9))
+    mid = (pos[ends[:-1]] + pos[ends[1:]]) / 2.0
+    turn_t = t_s[ends]
+    stroke_t = (turn_t[:-1] + turn_t[1:]) / 2.0
+    weighted_mid = np.r_[0.0, np.cumsum(mid * np.diff(turn_t))]
+    elapsed = np.r_[0.0, np.cumsum(np.diff(turn_t))]
+    lo = np.minimum(np.searchsorted(stroke_t, turn_t - CENTRE_S), np.maximum(np.arange(ends.size) - 1, 0))
+    hi = np.maximum(np.searchsorted(stroke_t, turn_t + CENTRE_S, "right"), np.minimum(np.arange(ends.size) + 1,
+                                                                                       mid.size))
+    span = elapsed[hi] - elapsed[lo]
+    centre_at_turn = np.where(span > 0, (weighted_mid[hi] - weighted_mid[lo]) / np.maximum(span, 1e-9),
+                              pos[ends])
+    gain_at_turn = np.minimum(np.r_[gain[0], gain], np.r_[gain, gain[-1]])
+    g = np.interp(t_s, turn_t, gain_at_turn)
+    c = np.interp(t_s, turn_t, centre_at_turn)
+    return c + g * (pos - c)
+
+
+def limit_speed(at_ms: np.ndarray, pos: np.ndarray, max_speed: float) -> tuple[np.ndarray, int]:
+    """Make every segment at most `max_speed` fast, shrinking strokes about their centre.
+
+    Too-fast strokes are first scaled down evenly (see _shrink_fast_strokes); what is left (where gains
+    change between strokes) is pulled in pairwise, and a final forward pass guarantees the bound.
     """
     p = pos.astype(float).copy()
     if max_speed <= 0 or p.size < 2:
@@ -162,6 +206,10 @@ def limit_speed(at_ms: np.ndarray, pos: np.ndarray, max_speed: float) -> tuple[n
     dt = np.maximum(np.diff(at_ms).astype(float) / 1000.0, 1e-3)
     allowed = max_speed * dt
     violating = int((np.abs(np.diff(p)) > allowed + 1e-9).sum())
+    for _ in range(4):  # gains change between strokes, which leaves a little; a few passes remove most
+        if not (np.abs(np.diff(p)) > allowed + 1e-9).any():
+            break
+        p = _shrink_fast_strokes(at_ms.astype(float) / 1000.0, p, allowed)
     for _ in range(50):
         d = np.diff(p)
         excess = np.abs(d) - allowed
