@@ -122,8 +122,9 @@ def train_variants(corpus_dir: Path, out: Path, threads: int, only: list[str], c
 
 
 def variant_runners(variants_dir: Path | None) -> dict[str, ModelRunner]:
-    """The shipped model with and without routing, and every trained variant."""
-    runners = {"model": ModelRunner(threads=1), "model, no routing": ModelRunner(threads=1, routing=False)}
+    """The shipped model with and without routing or the flow generator's estimate, and every trained variant."""
+    runners = {"model": ModelRunner(threads=1), "model, no routing": ModelRunner(threads=1, routing=False),
+               "model, no flow blend": ModelRunner(threads=1, flow_blend=False)}
     if variants_dir is not None:
         for name in VARIANTS:
             weights = variants_dir / name / "motion.onnx"
@@ -146,7 +147,7 @@ def evaluate_case(clip: Path, vr: str | None, runners: dict[str, ModelRunner],
     names = union.channel_names()
     truth = read_funscript(truth_path or clip.with_suffix(".funscript"))
     started = time.perf_counter()
-    windows = list(iter_window_features(TrackRequest(clip, union, eye=vr), TrackSummary()))
+    windows = list(iter_window_features(TrackRequest(clip, union, eye=vr, keep_images=True), TrackSummary()))
     tracking_s = time.perf_counter() - started
     options = GenerateOptions(vr=vr)
     rows: dict[str, dict] = {}

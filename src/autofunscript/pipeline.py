@@ -26,7 +26,7 @@ from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.keyframe import choose_axis, jumpy, track_band
 from autofunscript.motion.segments import Window, Windower
-from autofunscript.motion.signal import analyse_window
+from autofunscript.motion.signal import WindowSignal, analyse_window
 from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
                                              robust_normalise, smooth, to_actions)
@@ -104,17 +104,21 @@ def _poi_mask_for(poi: Poi, frame_w: int, frame_h: int, source_w: int, source_h:
     return (inside_y[:, None] & inside_x[None, :]).astype(float)
 
 
-def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
-    t = window.times_s
-    fps = (t.size - 1) / (t[-1] - t[0]) if t.size > 1 and t[-1] > t[0] else 30.0
+def _frame_rate(t: np.ndarray) -> float:
+    return (t.size - 1) / (t[-1] - t[0]) if t.size > 1 and t[-1] > t[0] else 30.0
+
+
+def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None
+                  ) -> tuple[np.ndarray | None, WindowSignal]:
+    """The flow generator's position along the stroke axis for one window, before range fitting (None
+    when the window is still), and the window's motion analysis."""
+    fps = _frame_rate(window.times_s)
     grids = window.grids.astype(np.float32)
     if window.cameras is not None:
         grids = remove_camera_leakage(grids, window.cameras)
     ws = analyse_window(grids, fps, options.drift_cutoff_hz, roi_mask=roi_mask)
-    nan = np.full(t.size, np.nan)
     if ws.energy < STILL_ENERGY:
-        return nan, {name: nan for name in EXTRA_AXES}
-    lo, hi = options.post.range
+        return None, ws
     position = ws.position
     if window.images is not None:
         images = window.images
@@ -131,10 +135,21 @@ def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.nda
                              rekey_every=max(1, int(REKEY_S * fps)))
         if not jumpy(tracked):  # else the integrated flow, smooth if less exact, is the safer answer
             position = tracked
-    # stroke depth in pixels follows zoom and distance, so the range is fitted over a few seconds at a time
-    position = local_normalise(position, lo, hi, round(LOCAL_RANGE_S * fps))
+    return position, ws
+
+
+def fit_range(position: np.ndarray, fps: float, options: GenerateOptions) -> np.ndarray:
+    """Stroke depth in pixels follows zoom and distance, so the range is fitted over a few seconds at a time."""
+    return local_normalise(position, *options.post.range, round(LOCAL_RANGE_S * fps))
+
+
+def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    position, ws = flow_position(window, options, roi_mask)
+    if position is None:
+        nan = np.full(window.times_s.size, np.nan)
+        return nan, {name: nan for name in EXTRA_AXES}
     extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
-    return position, extra
+    return fit_range(position, _frame_rate(window.times_s), options), extra
 
 
 def _fill_gaps(values: np.ndarray) -> np.ndarray:
@@ -526,7 +541,8 @@ class _LiveModel:
 
     @staticmethod
     def windower() -> Windower:
-        return Windower()  # the windows of the model's tracking pass (model/tracking.py): its defaults
+        # the windows of the model's tracking pass (model/tracking.py), with frames for the flow blend
+        return Windower(keep_images=True)
 
     def positions(self, window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
         from autofunscript.model.features import window_features

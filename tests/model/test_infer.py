@@ -71,3 +71,37 @@ def test_shipped_model_loads_offline_and_follows_strokes(stroking_clip: Path, mo
     assert "method: model" in result.script.metadata["notes"]
     score = evaluate(result.script, read_funscript(stroking_clip.with_suffix(".funscript")))
     assert score.pearson > 0.9, score
+
+
+def test_flow_estimate_is_averaged_in_only_where_it_agrees_with_the_model():
+    from autofunscript.model.infer import FLOW_SHARE, blend_with_flow
+
+    fps = 30.0
+    t = np.arange(0, 20, 1 / fps)
+    model = 50 + 40 * np.sin(2 * np.pi * t)
+    # first half: the flow generator sees the same strokes, a little deeper; second half: a distractor
+    flow = np.where(t < 10, 50 + 48 * np.sin(2 * np.pi * t), 50 + 40 * np.sin(2 * np.pi * 1.7 * t + 1))
+    blended = blend_with_flow(model, flow, fps)
+    agree, disagree = (t > 2) & (t < 8), t > 12
+    expected = FLOW_SHARE * flow + (1 - FLOW_SHARE) * model
+    assert np.abs(blended[agree] - expected[agree]).max() < 0.5
+    assert np.abs(blended[disagree] - model[disagree]).max() < 0.5
+
+
+def test_model_path_blends_the_flow_generators_estimate(stroking_clip: Path):
+    from autofunscript.model.infer import ModelRunner, track_with_model
+    from autofunscript.pipeline import GenerateOptions, track_motion
+
+    options = GenerateOptions(method="model")
+    flow, *_ = track_motion(stroking_clip, options)
+    blended, *_ = track_with_model(stroking_clip, options, runner=ModelRunner())
+    alone, *_ = track_with_model(stroking_clip, options, runner=ModelRunner(flow_blend=False))
+    assert np.allclose(flow.times_s, blended.times_s)
+
+    def r(a, b):
+        return np.corrcoef(a, b)[0, 1]
+
+    # both follow the same strokes, so the flow generator's estimate is taken in, and the result moves toward it
+    assert r(alone.position, flow.position) > 0.8
+    assert r(blended.position, flow.position) > r(alone.position, flow.position) + 0.02
+    assert r(blended.position, alone.position) > 0.9

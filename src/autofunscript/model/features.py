@@ -139,6 +139,7 @@ class WindowFeatures:
     grid_times_s: np.ndarray  # (N,)
     values: np.ndarray  # (N, C) float32, columns as FeatureSpec.channel_names()
     classic: WindowSignal  # the flow generator's analysis of the same window (per frame)
+    roi_mask: np.ndarray | None = None  # the point of interest's grid mask that steered it (None: automatic)
 
 
 def frame_rate(times_s: np.ndarray) -> float:
@@ -184,7 +185,7 @@ def window_features(window: Window, spec: FeatureSpec, image_rows: np.ndarray | 
         columns.append(image_rows)
     rows = np.concatenate(columns, axis=1)
     grid = uniform_grid(times)
-    return WindowFeatures(times, grid, resample_rows(times, rows, grid).astype(np.float32), ws)
+    return WindowFeatures(times, grid, resample_rows(times, rows, grid).astype(np.float32), ws, roi_mask)
 
 
 def _mirror_columns(spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from autofunscript.errors import AutofunscriptError
 from autofunscript.model.card import ModelCard, read_card
@@ -30,6 +31,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_NAME = "motion"
 BATCH_CHUNKS = 32
 FIT_SCALE_LIMITS = (0.5, 2.0)
+AGREE_S = 3.0  # the model and the flow generator are compared over stretches this long
+AGREE_R = (0.6, 0.9)  # correlation at which the flow generator starts to get, and fully gets, FLOW_SHARE
+FLOW_SHARE = 0.6
 
 
 MODEL_ENV = "AUTOFUNSCRIPT_MODEL"  # path of other weights to use instead of the shipped ones
@@ -71,9 +75,11 @@ class InferenceStats:
 
 
 class ModelRunner:
-    """A loaded model: its card and an ONNX Runtime session on the CPU (`routing` overrides the card's)."""
+    """A loaded model: its card and an ONNX Runtime session on the CPU (`routing` overrides the card's;
+    `flow_blend` False leaves out the flow generator's estimate, see blend_with_flow)."""
 
-    def __init__(self, onnx_path: Path | None = None, threads: int | None = None, routing: bool | None = None) -> None:
+    def __init__(self, onnx_path: Path | None = None, threads: int | None = None, routing: bool | None = None,
+                 flow_blend: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = Path(onnx_path) if onnx_path else default_model_path()
@@ -91,6 +97,7 @@ class ModelRunner:
         # routing can be switched off at inference: every model also has the generalist head
         self.config = self.card.config if routing is None else replace(self.card.config, routing=routing)
         self.length = self.config.context_steps
+        self.flow_blend = flow_blend  # see blend_with_flow; off only to measure what it adds
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         positions, logits = self.session.run(None, {"features": batch.astype(np.float32)})
@@ -190,7 +197,8 @@ def track_with_model(path: Path, options, progress: Callable[[float, float], Non
             return _poi_mask_for(poi, frame_w, frame_h, source_w, source_h, cell)
     request = TrackRequest(path=Path(path), spec=runner.config.spec, start_s=options.start_s, end_s=options.end_s,
                            eye=options.vr, analysis_width=options.analysis_width,
-                           drift_cutoff_hz=options.drift_cutoff_hz, roi_mask_for=roi_mask_for)
+                           drift_cutoff_hz=options.drift_cutoff_hz, roi_mask_for=roi_mask_for,
+                           keep_images=runner.flow_blend)
     summary = TrackSummary()
     windows = iter_window_features(request, summary, progress, should_stop)
     dense = predict_windows(windows, runner, options, stats, initial_position)
@@ -217,9 +225,10 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
 
     `options` is a pipeline.GenerateOptions. Extra axes come from the classical analysis of the window; a
     still window (by the flow generator's own test) is all NaN, so the last position is held through it.
+    When the window carries its frames, the flow generator's estimate is blended in (blend_with_flow).
     """
-    from autofunscript.pipeline import EXTRA_AXES, LOCAL_RANGE_S, STILL_ENERGY
-    from autofunscript.script.postprocess import local_normalise, robust_normalise
+    from autofunscript.pipeline import EXTRA_AXES, STILL_ENERGY, fit_range, flow_position
+    from autofunscript.script.postprocess import robust_normalise
 
     axes = tuple(a for a in options.axes if a in EXTRA_AXES)
     if features.classic.energy < STILL_ENERGY:
@@ -229,8 +238,33 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
     position = grid_to_frames(features, runner.positions(prediction))
     moving = ~np.isnan(position)
     if moving.any():
-        lo, hi = options.post.range
         fps = frame_rate(window.times_s)
-        position[moving] = local_normalise(position[moving], lo, hi, round(LOCAL_RANGE_S * fps))
+        position[moving] = fit_range(position[moving], fps, options)
+        if runner.flow_blend and window.images is not None:
+            tracked, _ = flow_position(window, options, features.roi_mask)
+            if tracked is not None:
+                flow = fit_range(tracked, fps, options)
+                position[moving] = blend_with_flow(position[moving], flow[moving], fps)
     extra = {name: robust_normalise(features.classic.extra[name], 0, 100) for name in axes}
     return position, extra
+
+
+def _rolling_correlation(a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:
+    mean_a, mean_b = uniform_filter1d(a, size), uniform_filter1d(b, size)
+    covariance = uniform_filter1d(a * b, size) - mean_a * mean_b
+    variance = (uniform_filter1d(a * a, size) - mean_a**2) * (uniform_filter1d(b * b, size) - mean_b**2)
+    return covariance / np.sqrt(np.maximum(variance, 1e-9))
+
+
+def blend_with_flow(model: np.ndarray, flow: np.ndarray, fps: float) -> np.ndarray:
+    """Average the model's positions with the flow generator's where the two agree.
+
+    Two estimates with different errors, averaged, beat either; where they disagree (a distractor, an
+    occluder, camera motion the tracker took for the subject) the flow generator is the one that is
+    usually wrong, so the model's stand. Both are already fitted to the output range.
+    """
+    size = max(3, round(AGREE_S * fps))
+    low, high = AGREE_R
+    agreement = np.clip((_rolling_correlation(model, flow, size) - low) / (high - low), 0.0, 1.0)
+    weight = FLOW_SHARE * uniform_filter1d(agreement, max(1, size // 2))
+    return weight * flow + (1.0 - weight) * model

@@ -34,6 +34,8 @@ class TrackRequest:
     drift_cutoff_hz: float = 0.02
     # (frame_w, frame_h, source_w, source_h, cell) -> grid mask; set by callers that have a point of interest
     roi_mask_for: Callable[[int, int, int, int, int], np.ndarray] | None = None
+    # windows carry their analysis frames, for the flow generator's band tracking beside the model
+    keep_images: bool = False
 
 
 @dataclass
@@ -49,7 +51,7 @@ class TrackSummary:
 def iter_window_features(request: TrackRequest, summary: TrackSummary, progress: ProgressCallback | None = None,
                          should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[Window, WindowFeatures]]:
     tracker = FlowTracker()
-    windower = Windower()
+    windower = Windower(keep_images=request.keep_images)
     images = ImageChannels(request.spec) if request.spec.image_inputs else None
     buffer = ImageRowBuffer(windower.overlap_s)
     roi_mask = None
@@ -75,7 +77,7 @@ def iter_window_features(request: TrackRequest, summary: TrackSummary, progress:
                     buffer.push(frame.time_s, images(frame.image))
                 sample = tracker.update(frame.image, frame.time_s)
                 summary.frames += 1
-                for window in windower.push(sample):
+                for window in windower.push(sample, frame.image):
                     yield window, features(window)
                 if progress is not None:
                     progress(frame.time_s - request.start_s, total)
