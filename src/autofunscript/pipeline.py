@@ -24,7 +24,7 @@ import numpy as np
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
-from autofunscript.motion.keyframe import choose_axis, jumpy, track_band
+from autofunscript.motion.keyframe import choose_axis, jump_share, jumpy, track_band
 from autofunscript.motion.segments import Window, Windower
 from autofunscript.motion.signal import WindowSignal, analyse_window
 from autofunscript.script.funscript import Funscript
@@ -39,6 +39,7 @@ FLOW_CELL = 10  # analysis pixels per motion-grid cell
 # Windows keep their analysis frames for keyframe tracking: 30 s of 320x180 grey is about 50 MB at 30 fps.
 WINDOW_S = 30.0
 WINDOW_OVERLAP_S = 4.0
+AXIS_AGREE_COS = np.cos(np.radians(2))  # band and flow directions closer than this count as the same
 REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
 LOCAL_RANGE_S = 3.0  # the output range is fitted over about this long (see local_normalise)
 
@@ -131,8 +132,19 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         # the flow found where the subject moves; its axis and position are then measured against the
         # window's first frame, which needs no integration and so cannot drift
         axis = choose_axis(images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0)
-        tracked = track_band(images, window.cameras, ws.roi_weight, axis, FLOW_CELL,
-                             rekey_every=max(1, int(REKEY_S * fps)))
+
+        def track(along: tuple[float, float]) -> np.ndarray:
+            return track_band(images, window.cameras, ws.roi_weight, along, FLOW_CELL,
+                              rekey_every=max(1, int(REKEY_S * fps)))
+
+        tracked = track(axis)
+        if abs(float(np.dot(axis, ws.axis))) < AXIS_AGREE_COS:
+            # on a noisy picture a wrong direction can explain the sampled frames as well, but tracked
+            # along it the subject is lost now and then: the flow's direction stands unless the other
+            # loses the subject clearly less often
+            along_flow = track(ws.axis)
+            if jump_share(tracked) >= 0.5 * jump_share(along_flow):
+                tracked = along_flow
         if not jumpy(tracked):  # else the integrated flow, smooth if less exact, is the safer answer
             position = tracked
     return position, ws

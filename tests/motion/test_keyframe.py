@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import camera_chain, choose_axis, track_band
+from autofunscript.motion.keyframe import camera_chain, choose_axis, jump_share, track_band
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -78,3 +78,16 @@ def test_camera_chain_composes_forward_and_inverts_backward():
     assert np.allclose(chain[3][:2, 2], [4.0, -2.0])
     assert np.allclose(chain[0][:2, 2], [-2.0, 1.0])
     assert np.allclose(chain[1], np.eye(3))
+
+
+def test_a_stretch_whose_keyframe_is_spoilt_is_measured_from_another():
+    # a flash frame lands on a keyframe: matched against it, every frame of that stretch is lost
+    truth = stroke()
+    frames = render(truth)
+    ws, images, cameras = analyse(frames)
+    images = images.copy()
+    images[120] = 255
+    position = track_band(images, cameras, ws.roi_weight, (0.0, -1.0), 10, rekey_every=60)
+    ok = np.arange(truth.size) != 120
+    assert np.corrcoef(position[ok], truth[ok])[0, 1] > 0.98
+    assert jump_share(position) < 0.01

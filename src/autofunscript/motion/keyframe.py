@@ -25,6 +25,7 @@ CHANGE_THRESHOLD = 12.0  # grey levels
 MIN_CHANGED_SHARE = 0.004  # below this the frame looks like the keyframe: zero displacement
 ACROSS_SLACK = 1  # pixels of search across the axis, for a slightly bent or tilted path
 MAX_BAND_PIXELS = 48 * 128  # larger bands are matched at reduced scale
+RETRY_JUMP_SHARE = 0.01  # a stretch with more jumps than this is measured again from another keyframe
 MAX_SEARCH_SHARE = 0.5  # the subject cannot travel more than this share of the frame (along the axis) from the keyframe
 
 
@@ -137,11 +138,17 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
     """
     t = images.shape[0]
     picks = np.unique(np.linspace(0, t - 1, min(samples, t)).astype(int))
-    chain = camera_chain(cameras, key)
+    # one keyframe can match badly whatever the axis (see track_band), so each axis is scored from three
+    keys = sorted({key, (key + t // 3) % t, (key + 2 * t // 3) % t})
+    chains = {k: camera_chain(cameras, k) for k in keys}
+
     def unexplained(degrees: float) -> float:
         axis = (np.sin(np.radians(degrees)), -np.cos(np.radians(degrees)))
-        matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key, chain)
-        return float(np.mean([matcher.match(i)[1] for i in picks]))
+        scores = []
+        for k in keys:
+            matcher = BandMatcher(images, cameras, roi_weight, axis, cell, k, chains[k])
+            scores += [matcher.match(i)[1] for i in picks]
+        return float(np.mean(scores))
 
     guess = float(np.degrees(np.arctan2(first_guess[0], -first_guess[1])))
     guess = (guess + 90) % 180 - 90  # an axis and its opposite are the same stroke
@@ -168,9 +175,22 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
     step = rekey_every if rekey_every and rekey_every < t else t
     keys = list(range(0, t, step))
 
-    def stretch(key: int) -> np.ndarray:
+    def measure(key: int, frames: range) -> np.ndarray:
         matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key)
-        return np.array([matcher.match(i)[0] for i in range(max(0, key - overlap), min(key + step, t))])
+        return np.array([matcher.match(i)[0] for i in frames])
+
+    def stretch(key: int) -> np.ndarray:
+        frames = range(max(0, key - overlap), min(key + step, t))
+        part = measure(key, frames)
+        # some keyframes match badly (the subject caught mid-blur, or half out of the band): the stretch
+        # jumps; a keyframe elsewhere in the stretch usually does not
+        for other in (min(key + step // 2, t - 1), min(key + step - 1, t - 1)):
+            if jump_share(part) <= RETRY_JUMP_SHARE or other == key:
+                break
+            retry = measure(other, frames)
+            if jump_share(retry) < jump_share(part):
+                part = retry
+        return part
 
     # the stretches are measured independently (OpenCV releases the GIL), then joined in order
     with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1)) as pool:
@@ -201,9 +221,14 @@ def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
     return np.where(outlier, median, x)
 
 
-def jumpy(x: np.ndarray, share: float = 0.06) -> bool:
-    """True when more than `share` of the frame-to-frame moves jump over a third of the range: no real
-    stroke moves that fast (2 Hz full strokes at 30 fps move a fifth), so the matcher lost the subject."""
+def jump_share(x: np.ndarray) -> float:
+    """Share of frame-to-frame moves that jump over a third of the range: no real stroke moves that fast
+    (2 Hz full strokes at 30 fps move a fifth), so each one is the matcher losing the subject."""
     if x.size < 3 or np.ptp(x) == 0:
-        return False
-    return bool(np.mean(np.abs(np.diff(x)) > np.ptp(x) / 3) > share)
+        return 0.0
+    return float(np.mean(np.abs(np.diff(x)) > np.ptp(x) / 3))
+
+
+def jumpy(x: np.ndarray, share: float = 0.06) -> bool:
+    """True when more than `share` of the moves are jumps (see jump_share): the matcher lost the subject."""
+    return jump_share(x) > share
