@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -207,15 +208,27 @@ def track_with_model(path: Path, options, progress: Callable[[float, float], Non
 
 def predict_windows(windows: Iterable[tuple[Window, WindowFeatures]], runner: ModelRunner, options,
                     stats: InferenceStats | None = None, initial_position: float | None = None):
-    """Model positions for each window, joined like the flow generator's (see window_positions)."""
-    from autofunscript.pipeline import EXTRA_AXES, _Assembler
+    """Model positions for each window, joined like the flow generator's (see window_positions).
 
-    assembler = _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES))
+    Each window is predicted on a second thread while the next one is decoded (ONNX Runtime and OpenCV
+    release the GIL), as the flow generator analyses its windows.
+    """
+    from autofunscript.pipeline import EXTRA_AXES, _Assembler, _Span
+
+    span = _Span(None, _Assembler(tuple(a for a in options.axes if a in EXTRA_AXES)))
     hint = initial_position  # known only at the start of the first window
-    for window, features in windows:
-        assembler.add(window, *window_positions(window, features, runner, options, hint, stats))
-        hint = None
-    return assembler.result()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as worker:
+        try:
+            for window, features in windows:
+                span.pending.append((window, worker.submit(window_positions, window, features, runner, options,
+                                                           hint, stats)))
+                hint = None
+                span.collect(keep=1)
+            span.collect()
+        finally:
+            for _, future in span.pending:  # an error or Ctrl+C: queued predictions are not wanted any more
+                future.cancel()
+    return span.assembler.result()
 
 
 def window_positions(window: Window, features: WindowFeatures, runner: ModelRunner, options,

@@ -184,8 +184,9 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
         part = measure(key, frames)
         # some keyframes match badly (the subject caught mid-blur, or half out of the band): the stretch
         # jumps; a keyframe elsewhere in the stretch usually does not
-        for other in (min(key + step // 2, t - 1), min(key + step - 1, t - 1)):
-            if jump_share(part) <= RETRY_JUMP_SHARE or other == key:
+        others = dict.fromkeys((min(key + step // 2, t - 1), min(key + step - 1, t - 1)))  # in order, once
+        for other in [k for k in others if k != key]:
+            if jump_share(part) <= RETRY_JUMP_SHARE:
                 break
             retry = measure(other, frames)
             if jump_share(retry) < jump_share(part):
