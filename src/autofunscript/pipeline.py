@@ -24,7 +24,7 @@ import numpy as np
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
-from autofunscript.motion.keyframe import choose_axis, jump_share, jumpy, track_band
+from autofunscript.motion.keyframe import RETRY_JUMP_SHARE, choose_axis, jump_share, jumpy, track_band
 from autofunscript.motion.segments import Window, Windower
 from autofunscript.motion.signal import WindowSignal, analyse_window
 from autofunscript.script.funscript import Funscript
@@ -141,9 +141,9 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         if abs(float(np.dot(axis, ws.axis))) < AXIS_AGREE_COS:
             # on a noisy picture a wrong direction can explain the sampled frames as well, but tracked
             # along it the subject is lost now and then: the flow's direction stands unless the other
-            # loses the subject clearly less often
+            # hardly ever loses the subject, and clearly less often
             along_flow = track(ws.axis)
-            if jump_share(tracked) >= 0.5 * jump_share(along_flow):
+            if jump_share(tracked) > RETRY_JUMP_SHARE or jump_share(tracked) >= 0.5 * jump_share(along_flow):
                 tracked = along_flow
         if not jumpy(tracked):  # else the integrated flow, smooth if less exact, is the safer answer
             position = tracked

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
 
 from autofunscript.motion.signal import orient_axis
 
@@ -25,6 +26,8 @@ CHANGE_THRESHOLD = 12.0  # grey levels
 MIN_CHANGED_SHARE = 0.004  # below this the frame looks like the keyframe: zero displacement
 ACROSS_SLACK = 1  # pixels of search across the axis, for a slightly bent or tilted path
 MAX_BAND_PIXELS = 48 * 128  # larger bands are matched at reduced scale
+JUMP_CONTEXT = 7  # frames either side that a jump is compared with
+JUMP_RATIO = 2.5  # a jump moves this many times the median move around it
 RETRY_JUMP_SHARE = 0.01  # a stretch with more jumps than this is measured again from another keyframe
 MAX_SEARCH_SHARE = 0.5  # the subject cannot travel more than this share of the frame (along the axis) from the keyframe
 
@@ -223,13 +226,16 @@ def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
 
 
 def jump_share(x: np.ndarray) -> float:
-    """Share of frame-to-frame moves that jump over a third of the range: no real stroke moves that fast
-    (2 Hz full strokes at 30 fps move a fifth), so each one is the matcher losing the subject."""
+    """Share of frame-to-frame moves that jump: over a third of the range and several times the moves
+    around them. A real stroke speeds up and slows down over frames; the matcher losing the subject
+    leaps at once."""
     if x.size < 3 or np.ptp(x) == 0:
         return 0.0
-    return float(np.mean(np.abs(np.diff(x)) > np.ptp(x) / 3))
+    moves = np.abs(np.diff(x))
+    around = median_filter(moves, size=2 * JUMP_CONTEXT + 1, mode="nearest")
+    return float(np.mean((moves > np.ptp(x) / 3) & (moves > JUMP_RATIO * around)))
 
 
-def jumpy(x: np.ndarray, share: float = 0.06) -> bool:
+def jumpy(x: np.ndarray, share: float = 0.03) -> bool:
     """True when more than `share` of the moves are jumps (see jump_share): the matcher lost the subject."""
     return jump_share(x) > share
