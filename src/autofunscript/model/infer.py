@@ -33,8 +33,8 @@ SHIPPED_NAME = "motion"
 BATCH_CHUNKS = 32
 FIT_SCALE_LIMITS = (0.5, 2.0)
 AGREE_S = 3.0  # the model and the flow generator are compared over stretches this long
-AGREE_R = (0.6, 0.9)  # correlation at which the flow generator starts to get, and fully gets, FLOW_SHARE
-FLOW_SHARE = 0.6
+AGREE_R = (0.3, 0.8)  # correlation at which the flow generator starts to get, and fully gets, FLOW_SHARE
+FLOW_SHARE = 0.8
 
 
 MODEL_ENV = "AUTOFUNSCRIPT_MODEL"  # path of other weights to use instead of the shipped ones
