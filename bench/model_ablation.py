@@ -136,8 +136,8 @@ def variant_runners(variants_dir: Path | None) -> dict[str, ModelRunner]:
 def evaluate_case(clip: Path, vr: str | None, runners: dict[str, ModelRunner],
                   truth_path: Path | None = None) -> dict[str, dict]:
     """One tracking pass over the clip, then the flow generator and every model on the same windows."""
+    from autofunscript import pipeline
     from autofunscript.model.features import FeatureSpec
-    from autofunscript.model.infer import InferenceStats, predict_windows
     from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
     from autofunscript.pipeline import GenerateOptions, _Assembler, _window_positions, dense_to_script
     from autofunscript.script.evaluate import evaluate
@@ -158,11 +158,29 @@ def evaluate_case(clip: Path, vr: str | None, runners: dict[str, ModelRunner],
         return {"extrema_f1": row["extrema_f1"], "pearson": row["pearson"], "mae": row["mae"],
                 "seconds": round(seconds, 3), **(extra or {})}
 
+    # the flow generator's estimate of a window is the same for its own row and for every model that blends
+    # it in: measured once per window, then looked up
     started = time.perf_counter()
-    assembler = _Assembler(())
-    for window, _ in windows:
-        assembler.add(window, *_window_positions(window, options, None))
-    rows["flow"] = score(assembler.result(), tracking_s + time.perf_counter() - started)
+    flow_estimates = {id(window): pipeline.flow_position(window, options, None) for window, _ in windows}
+    flow_s = time.perf_counter() - started
+    measure = pipeline.flow_position
+    pipeline.flow_position = lambda window, opts, roi_mask: flow_estimates[id(window)]
+    try:
+        assembler = _Assembler(())
+        for window, _ in windows:
+            assembler.add(window, *_window_positions(window, options, None))
+        rows["flow"] = score(assembler.result(), tracking_s + flow_s)
+        rows.update(_score_models(windows, runners, names, options, score, tracking_s))
+    finally:
+        pipeline.flow_position = measure
+    return rows
+
+
+def _score_models(windows, runners, names, options, score, tracking_s) -> dict[str, dict]:
+    """Every model on the same windows (their feature columns sliced from the union of inputs)."""
+    from autofunscript.model.infer import InferenceStats, predict_windows
+
+    rows = {}
     for name, runner in runners.items():
         columns = [names.index(c) for c in runner.config.spec.channel_names()]
         sliced = [(w, replace(f, values=f.values[:, columns])) for w, f in windows]
