@@ -25,7 +25,7 @@ from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.keyframe import RETRY_JUMP_SHARE, choose_axis, jump_share, jumpy, track_band
-from autofunscript.motion.segments import Window, Windower
+from autofunscript.motion.segments import Window, Windower, frame_rate
 from autofunscript.motion.signal import WindowSignal, analyse_window
 from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
@@ -105,15 +105,11 @@ def _poi_mask_for(poi: Poi, frame_w: int, frame_h: int, source_w: int, source_h:
     return (inside_y[:, None] & inside_x[None, :]).astype(float)
 
 
-def _frame_rate(t: np.ndarray) -> float:
-    return (t.size - 1) / (t[-1] - t[0]) if t.size > 1 and t[-1] > t[0] else 30.0
-
-
 def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None
                   ) -> tuple[np.ndarray | None, WindowSignal]:
     """The flow generator's position along the stroke axis for one window, before range fitting (None
     when the window is still), and the window's motion analysis."""
-    fps = _frame_rate(window.times_s)
+    fps = frame_rate(window.times_s)
     grids = window.grids.astype(np.float32)
     if window.cameras is not None:
         grids = remove_camera_leakage(grids, window.cameras)
@@ -143,7 +139,8 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
             # along it the subject is lost now and then: the flow's direction stands unless the other
             # hardly ever loses the subject, and clearly less often
             along_flow = track(ws.axis)
-            if jump_share(tracked) > RETRY_JUMP_SHARE or jump_share(tracked) >= 0.5 * jump_share(along_flow):
+            band_jumps = jump_share(tracked)
+            if band_jumps > RETRY_JUMP_SHARE or band_jumps >= 0.5 * jump_share(along_flow):
                 tracked = along_flow
         if not jumpy(tracked):  # else the integrated flow, smooth if less exact, is the safer answer
             position = tracked
@@ -161,7 +158,7 @@ def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.nda
         nan = np.full(window.times_s.size, np.nan)
         return nan, {name: nan for name in EXTRA_AXES}
     extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
-    return fit_range(position, _frame_rate(window.times_s), options), extra
+    return fit_range(position, frame_rate(window.times_s), options), extra
 
 
 def _fill_gaps(values: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from autofunscript.motion.segments import Window
+from autofunscript.motion.segments import Window, frame_rate
 from autofunscript.motion.signal import WindowSignal, analyse_window
 
 FEATURE_RATE = 30.0  # Hz: the model's time step
@@ -142,12 +142,6 @@ class WindowFeatures:
     roi_mask: np.ndarray | None = None  # the point of interest's grid mask that steered it (None: automatic)
 
 
-def frame_rate(times_s: np.ndarray) -> float:
-    if times_s.size > 1 and times_s[-1] > times_s[0]:
-        return float((times_s.size - 1) / (times_s[-1] - times_s[0]))
-    return FEATURE_RATE
-
-
 def uniform_grid(times_s: np.ndarray) -> np.ndarray:
     """FEATURE_RATE steps from the first frame up to (and just past) the last one."""
     span = float(times_s[-1] - times_s[0]) if times_s.size else 0.0
@@ -169,7 +163,7 @@ def window_features(window: Window, spec: FeatureSpec, image_rows: np.ndarray | 
     """Feature rows for a window of the tracking pass (image_rows: ImageChannels output per frame;
     roi_mask: the user's point of interest as a grid mask, which steers the ROI channels)."""
     times = window.times_s
-    fps = frame_rate(times)
+    fps = frame_rate(times, FEATURE_RATE)
     per_step = fps / FEATURE_RATE  # velocities per frame -> per model step
     grids = window.grids.astype(np.float32)
     flow = pool_grids(grids).reshape(times.size, -1) * per_step

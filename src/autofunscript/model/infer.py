@@ -21,10 +21,10 @@ from scipy.ndimage import uniform_filter1d
 
 from autofunscript.errors import AutofunscriptError
 from autofunscript.model.card import ModelCard, read_card
-from autofunscript.model.features import WindowFeatures, frame_rate, model_input
+from autofunscript.model.features import FEATURE_RATE, WindowFeatures, model_input
 from autofunscript.model.router import HEADS, route
 from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
-from autofunscript.motion.segments import Window
+from autofunscript.motion.segments import Window, frame_rate
 
 log = logging.getLogger("autofunscript")
 
@@ -251,7 +251,7 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
     position = grid_to_frames(features, runner.positions(prediction))
     moving = ~np.isnan(position)
     if moving.any():
-        fps = frame_rate(window.times_s)
+        fps = frame_rate(window.times_s, FEATURE_RATE)
         position[moving] = fit_range(position[moving], fps, options)
         if runner.flow_blend and window.images is not None:
             tracked, _ = flow_position(window, options, features.roi_mask)

@@ -13,6 +13,13 @@ from autofunscript.motion.flow import MotionSample
 _IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
+def frame_rate(times_s: np.ndarray, default: float = 30.0) -> float:
+    """Mean frames per second over a run of frame times (`default` for fewer than two distinct times)."""
+    if times_s.size > 1 and times_s[-1] > times_s[0]:
+        return float((times_s.size - 1) / (times_s[-1] - times_s[0]))
+    return default
+
+
 @dataclass(frozen=True)
 class Window:
     """Consecutive samples analysed together. `overlap` leading samples repeat the previous window's tail."""
