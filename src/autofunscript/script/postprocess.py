@@ -11,6 +11,7 @@ from scipy.ndimage import gaussian_filter1d, percentile_filter, uniform_filter1d
 from autofunscript.script.extrema import find_reversals
 
 DENSE_STEP_MS = 10.0
+KNEE = 0.05  # share of the range at each end where local_normalise bends onto the limit (see soft_clip)
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,13 @@ def smooth(times_ms: np.ndarray, pos: np.ndarray, sigma_ms: float) -> np.ndarray
 
 
 def robust_normalise(pos: np.ndarray, lo: float, hi: float, percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
-    """Map the robust extent of a signal onto [lo, hi] so strokes use the full range, then clip."""
+    """Map the robust extent of a signal onto [lo, hi] so strokes use the full range (soft-clipped)."""
     if pos.size == 0:
         return pos.astype(float)
     p_lo, p_hi = np.percentile(pos, percentiles)
     if p_hi - p_lo < 1e-9:
         return np.full(pos.shape, (lo + hi) / 2.0)
-    return np.clip(lo + (pos - p_lo) * (hi - lo) / (p_hi - p_lo), min(lo, hi), max(lo, hi))
+    return lo + soft_clip((pos - p_lo) / (p_hi - p_lo)) * (hi - lo)
 
 
 def local_normalise(pos: np.ndarray, lo: float, hi: float, horizon: int, percentile: float = 95.0,
@@ -84,7 +85,20 @@ def local_normalise(pos: np.ndarray, lo: float, hi: float, horizon: int, percent
     if not (extent > 1e-9).all():
         return np.full(pos.shape, (lo + hi) / 2.0)
     centre = (top + bottom) / 2
-    return np.clip(lo + (pos - centre + extent / 2) / extent * (hi - lo), min(lo, hi), max(lo, hi))
+    return lo + soft_clip((pos - centre + extent / 2) / extent) * (hi - lo)
+
+
+def soft_clip(u: np.ndarray, knee: float = KNEE) -> np.ndarray:
+    """Bound `u` to [0, 1]: linear inside [knee, 1 - knee], bending smoothly onto the limits beyond.
+
+    A hard clip would flatten every tip that overshoots the fitted range, and a reversal on a flat top is
+    read at its first sample (when the motion arrived), i.e. early; compressed instead, the tip stays
+    the signal's highest point, at its true time.
+    """
+    u = np.asarray(u, float)
+    top = 1 - knee * np.exp(-np.maximum(u - (1 - knee), 0) / knee)
+    bottom = knee * np.exp(-np.maximum(knee - u, 0) / knee)
+    return np.where(u > 1 - knee, top, np.where(u < knee, bottom, u))
 
 
 def rescale_range(pos: np.ndarray, lo: float, hi: float) -> np.ndarray:
