@@ -91,7 +91,7 @@ class BandMatcher:
         self.maps = (chain @ to_frame @ offset)[:, :2]
         self.key = key
         self.key_band = self._centre(self._warp(key))
-        self.key_level = float(np.median(self.key_band))
+        self.key_level = float(np.median(self.key_band[::2, ::2]))
         self.key_small = cv2.pyrDown(self.key_band)
 
     def _warp(self, i: int) -> np.ndarray:
@@ -107,7 +107,7 @@ class BandMatcher:
             return 0.0, 1.0
         region = self._warp(i)
         # lighting flicker shifts the whole band: match levels on the median, which the subject barely moves
-        region += self.key_level - float(np.median(self._centre(region)))
+        region += self.key_level - float(np.median(self._centre(region)[::2, ::2]))  # every 4th pixel is plenty
         difference = np.abs(self._centre(region) - self.key_band)
         # compression noise flips scattered single pixels; the subject changes whole blobs
         changed = cv2.morphologyEx((difference > CHANGE_THRESHOLD).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
@@ -188,12 +188,16 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
         # some keyframes match badly (the subject caught mid-blur, or half out of the band): the stretch
         # jumps; a keyframe elsewhere in the stretch usually does not
         others = dict.fromkeys((min(key + step // 2, t - 1), min(key + step - 1, t - 1)))  # in order, once
+        jumps = jump_share(part)
         for other in [k for k in others if k != key]:
-            if jump_share(part) <= RETRY_JUMP_SHARE:
+            if jumps <= RETRY_JUMP_SHARE:
                 break
             retry = measure(other, frames)
-            if jump_share(retry) < jump_share(part):
-                part = retry
+            retry_jumps = jump_share(retry)
+            if retry_jumps < jumps:
+                part, jumps = retry, retry_jumps
+            elif retry_jumps > 0.8 * jumps:
+                break  # another keyframe jumps as much: the subject itself is hard to follow here, not the key
         return part
 
     # the stretches are measured independently (OpenCV releases the GIL), then joined in order
