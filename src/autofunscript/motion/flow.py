@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 THUMB_SIZE = (32, 18)
+IDENTITY_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a 2x3 camera motion that moves nothing
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,9 @@ class MotionSample:
 
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
     thumb = cv2.resize(gray, THUMB_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+    mean, std = cv2.meanStdDev(thumb)
     # normalised so that lighting flicker and exposure changes do not look like cuts
-    return (thumb - thumb.mean()) / (thumb.std() + 4.0)
+    return (thumb - float(mean[0, 0])) / (float(std[0, 0]) + 4.0)
 
 
 class FlowTracker:
@@ -45,11 +47,19 @@ class FlowTracker:
         self._prev: np.ndarray | None = None
         self._prev_thumb: np.ndarray | None = None
         self._points: np.ndarray | None = None
+        self._centres: np.ndarray | None = None
 
     def reset(self) -> None:
         """Forget the previous frame (after a seek)."""
         self._prev = None
         self._prev_thumb = None
+
+    def _cell_centres(self, rows: int, cols: int) -> np.ndarray:
+        """(rows, cols, 3) homogeneous centres of the grid cells in analysis pixels, made once per frame size."""
+        if self._centres is None or self._centres.shape[:2] != (rows, cols):
+            ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float64) + 0.5
+            self._centres = np.stack([xs * self.cell, ys * self.cell, np.ones_like(xs)], axis=-1)
+        return self._centres
 
     def _sample_points(self, shape: tuple[int, int]) -> np.ndarray:
         h, w = shape
@@ -85,12 +95,8 @@ class FlowTracker:
             model = self._camera_model(flow)
             if model is not None:
                 # the camera's flow, evaluated at the cell centres only (cheap)
-                centres_x = (np.arange(cols, dtype=np.float32) + 0.5) * self.cell
-                centres_y = (np.arange(rows, dtype=np.float32) + 0.5) * self.cell
-                cx, cy = np.meshgrid(centres_x, centres_y)
-                cam_x = model[0, 0] * cx + model[0, 1] * cy + model[0, 2] - cx
-                cam_y = model[1, 0] * cx + model[1, 1] * cy + model[1, 2] - cy
-                grid = grid - np.stack([cam_x, cam_y], axis=-1).astype(np.float32)
+                centres = self._cell_centres(rows, cols)
+                grid = grid - (centres @ (model - IDENTITY_CAMERA).T).astype(np.float32)
         self._prev, self._prev_thumb = gray, thumb
         return MotionSample(time_s, grid.astype(np.float32), cut_score, model)
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from autofunscript.motion.flow import MotionSample
-
-_IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+from autofunscript.motion.flow import IDENTITY_CAMERA, MotionSample
 
 
 def frame_rate(times_s: np.ndarray, default: float = 30.0) -> float:
@@ -44,7 +43,7 @@ class CutDetector:
         self._recent: deque[float] = deque(maxlen=history)
 
     def is_cut(self, score: float) -> bool:
-        typical = float(np.median(self._recent)) if self._recent else 0.0
+        typical = statistics.median(self._recent) if self._recent else 0.0  # per frame: NumPy's overhead shows
         cut = score > max(self.floor, self.ratio * typical)
         if not cut:
             self._recent.append(score)
@@ -87,7 +86,7 @@ class Windower:
         self._grids.append(sample.grid.astype(np.float16))
         if self.keep_images:
             self._images.append(image)
-            self._cameras.append(_IDENTITY if sample.camera is None else sample.camera.astype(np.float64))
+            self._cameras.append(IDENTITY_CAMERA if sample.camera is None else sample.camera.astype(np.float64))
         if self._times[-1] - self._times[0] >= self.max_s:
             yield self._emit()
             keep = int(np.searchsorted(self._times, self._times[-1] - self.overlap_s))
