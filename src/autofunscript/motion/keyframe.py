@@ -196,8 +196,6 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
             retry_jumps = jump_share(retry)
             if retry_jumps < jumps:
                 part, jumps = retry, retry_jumps
-            elif retry_jumps > 0.8 * jumps:
-                break  # another keyframe jumps as much: the subject itself is hard to follow here, not the key
         return part
 
     # the stretches are measured independently (OpenCV releases the GIL), then joined in order
