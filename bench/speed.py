@@ -1,6 +1,6 @@
 """End-to-end speed and memory of `generate`, against ffmpeg decoding the same file in the same run.
 
-    .venv/bin/python bench/speed.py [--rounds N] [--skip-long] [--long-minutes M]
+    .venv/bin/python bench/speed.py [--rounds N] [--skip-long] [--long-minutes M] [--method flow|model]
 
 1. 1080p30 H.264 (20 s, ffmpeg's moving test pattern) and a 3840x1920 side-by-side VR clip (--vr sbs):
    generate's throughput (frames/s, whole pipeline in-process) / `ffmpeg -f null` throughput. Rounds
@@ -51,13 +51,14 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def memory(minutes: int) -> None:
+def memory(minutes: int, method: str) -> None:
     clip = make_clip(CACHE / f"testsrc2_180p30_{minutes}min.mp4",
                      ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-preset", "ultrafast"], minutes * 60)
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "long.funscript"
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "autofunscript", "generate", str(clip), "--out", str(out)],
+        proc = subprocess.Popen([sys.executable, "-m", "autofunscript", "generate", str(clip), "--out", str(out),
+                                 "--method", method],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         samples: list[tuple[float, int]] = []
         while proc.poll() is None:
@@ -66,7 +67,7 @@ def memory(minutes: int) -> None:
         elapsed = time.perf_counter() - started
     peak = max(kib for _, kib in samples) / 1024
     quarter = [kib / 1024 for t, kib in samples if t > elapsed * 0.25]
-    print(f"memory on a {minutes} min 320x180 clip: peak RSS {peak:.0f} MB; after the first quarter "
+    print(f"memory ({method}) on a {minutes} min 320x180 clip: peak RSS {peak:.0f} MB; after the first quarter "
           f"{min(quarter):.0f}-{max(quarter):.0f} MB (flat if close); {elapsed:.0f} s "
           f"({minutes * 60 / elapsed:.1f}x real time), exit {proc.returncode}", flush=True)
 
@@ -76,14 +77,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-long", action="store_true", help="skip the long-clip memory run")
     parser.add_argument("--long-minutes", type=int, default=120)
+    parser.add_argument("--method", choices=("flow", "model"), default="flow", help="generate method for every run")
     args = parser.parse_args()
     clip = make_clip(CLIP_1080, ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"], 20)
     sbs = make_clip(CLIP_SBS, ["-f", "lavfi", "-i", "testsrc2=size=1920x1920:rate=30",
                                "-vf", "split[l][r];[r]hflip[m];[l][m]hstack"], 10)
-    compare("1080p30 H.264", clip, GenerateOptions(), args.rounds)
-    compare("3840x1920 VR sbs", sbs, GenerateOptions(vr="sbs"), args.rounds)
+    compare(f"1080p30 H.264 ({args.method})", clip, GenerateOptions(method=args.method), args.rounds)
+    compare(f"3840x1920 VR sbs ({args.method})", sbs, GenerateOptions(method=args.method, vr="sbs"), args.rounds)
     if not args.skip_long:
-        memory(args.long_minutes)
+        memory(args.long_minutes, args.method)
 
 
 if __name__ == "__main__":
