@@ -65,7 +65,7 @@ def robust_normalise(pos: np.ndarray, lo: float, hi: float, percentiles: tuple[f
 
 def local_normalise(pos: np.ndarray, lo: float, hi: float, horizon: int, percentile: float = 95.0,
                     min_share: float = 0.5) -> np.ndarray:
-    """Map the signal onto [lo, hi] against its running extent over about `horizon` samples, then clip.
+    """Map the signal onto [lo, hi] against its running extent over about `horizon` samples (soft-clipped).
 
     A stroke's depth in pixels changes with zoom and the subject's distance, and a tracker's level
     wanders, so one range for a whole window leaves strokes shallow or pushed to one end. Here the top
