@@ -1,9 +1,12 @@
 """From a window of cell velocities to a position signal along the subject's stroke axis.
 
-The subject is the most energetic coherent motion in the window: the leading components of an SVD of
-the cell velocities over time, ranked by energy weighted by periodicity, so an equally strong but
-irregular distractor loses to a stroking subject. Its cells form the ROI; their velocity projected on
-the dominant axis is integrated into a position, and slow drift of the integration is removed.
+The subject is the strongest coherent motion in the window: the leading components of the cell
+velocities' lag-1 covariance over time, ranked by that energy weighted by periodicity, so an equally
+strong but irregular distractor loses to a stroking subject. Lag-1 rather than plain covariance because
+flow noise on plain areas and thin lines can be stronger than a slow subject but changes sign from one
+frame to the next (it has next to no lag-1 covariance), while strokes are smooth at video frame rates.
+Its cells form the ROI; their velocity projected on the dominant axis is integrated into a position, and
+slow drift of the integration is removed.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal as sps
+from scipy.ndimage import uniform_filter1d
 
 MAX_ACTIVE_CELLS = 96
 COMPONENTS = 3
+# Motion slower than this (camera pan and zoom residue at the frame's edges) does not choose the subject.
+SLOW_MOTION_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,17 @@ def orient_axis(axis: np.ndarray) -> np.ndarray:
     return axis if ax > 0 else -axis
 
 
+def _without_slow_motion(cells: np.ndarray, fps: float) -> np.ndarray:
+    """(T, ...) velocities minus their moving average over SLOW_MOTION_S."""
+    return cells - uniform_filter1d(cells, max(3, round(SLOW_MOTION_S * fps)), axis=0, mode="nearest")
+
+
+def _lag1_covariance(x: np.ndarray) -> np.ndarray:
+    """Symmetrised covariance of a (T, n) signal with itself one frame later: white noise adds ~0."""
+    lagged = x[1:].T @ x[:-1]
+    return (lagged + lagged.T) / 2
+
+
 def _curl_and_divergence(grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     vx, vy = grids[..., 0], grids[..., 1]
     dvx_dy, dvx_dx = np.gradient(vx, axis=(1, 2))
@@ -79,7 +96,11 @@ def analyse_window(grids: np.ndarray, fps: float, drift_cutoff_hz: float = 0.02,
     """
     t, rows, cols, _ = grids.shape
     cells = grids.reshape(t, rows * cols, 2).astype(np.float64)
-    energy_per_cell = (cells**2).sum(axis=(0, 2))
+    coherent = _without_slow_motion(cells, fps)
+    energy_per_cell = np.maximum((coherent[1:] * coherent[:-1]).sum(axis=(0, 2)), 0.0)
+    persistent = bool(energy_per_cell.any())
+    if not persistent:  # a few frames, or nothing carries on from one frame to the next: plain energy
+        energy_per_cell = (coherent**2).sum(axis=(0, 2))
     if roi_mask is not None:
         energy_per_cell = energy_per_cell * roi_mask.reshape(-1)
     order = np.argsort(energy_per_cell)[::-1]
@@ -91,11 +112,11 @@ def analyse_window(grids: np.ndarray, fps: float, drift_cutoff_hz: float = 0.02,
         return WindowSignal(zeros, {"sway": zeros, "roll": zeros, "surge": zeros}, (0.0, -1.0),
                             weights_full.reshape(rows, cols), 0.0, 0.0)
 
-    matrix = cells[:, active, :].reshape(t, -1)
+    matrix = coherent[:, active, :].reshape(t, -1)
     matrix = matrix - matrix.mean(axis=0)
-    # leading right singular vectors from the small (cells x cells) Gram matrix: far cheaper than an
-    # SVD of the long (frames x cells) matrix, and only the first few components are needed
-    eigvals, eigvecs = np.linalg.eigh(matrix.T @ matrix)
+    # the components come from the small (cells x cells) lag-1 covariance: cheap, and only the first few
+    # are needed
+    eigvals, eigvecs = np.linalg.eigh(_lag1_covariance(matrix) if persistent else matrix.T @ matrix)
     best, best_score = 0, -1.0
     for k in range(min(COMPONENTS, eigvals.size)):
         column = eigvals.size - 1 - k
