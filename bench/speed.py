@@ -67,8 +67,11 @@ def memory(minutes: int, method: str) -> None:
         elapsed = time.perf_counter() - started
     peak = max(kib for _, kib in samples) / 1024
     quarter = [kib / 1024 for t, kib in samples if t > elapsed * 0.25]
+    by_quarter = [max((kib for t, kib in samples if q * elapsed / 4 <= t < (q + 1) * elapsed / 4), default=0) / 1024
+                  for q in range(4)]
     print(f"memory ({method}) on a {minutes} min 320x180 clip: peak RSS {peak:.0f} MB; after the first quarter "
-          f"{min(quarter):.0f}-{max(quarter):.0f} MB (flat if close); {elapsed:.0f} s "
+          f"{min(quarter):.0f}-{max(quarter):.0f} MB; peak per quarter of the run "
+          f"{' / '.join(f'{mb:.0f}' for mb in by_quarter)} MB (flat if close); {elapsed:.0f} s "
           f"({minutes * 60 / elapsed:.1f}x real time), exit {proc.returncode}", flush=True)
 
 

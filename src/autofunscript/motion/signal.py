@@ -156,7 +156,7 @@ def analyse_window(grids: np.ndarray, fps: float, drift_cutoff_hz: float = 0.02,
         steady = _leading_motion(cells, fps, drift_cutoff_hz, roi_mask, persistent=True)
         if steady is not None and steady.energy >= MIN_STEADY_SHARE * found.energy:
             found = steady
-    if t < 3 or found is None:
+    if found is None:  # too few frames, or nothing moves
         zeros = np.zeros(t)
         return WindowSignal(zeros, {"sway": zeros, "roll": zeros, "surge": zeros}, (0.0, -1.0),
                             weights_full.reshape(rows, cols), 0.0, 0.0)
