@@ -23,7 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,7 +107,6 @@ class VideoJob:
     script: Path
     options: GenerateOptions
     force: bool = False
-    cv_threads: int | None = None  # OpenCV threads in the worker; 1 when videos run side by side
 
 
 @dataclass
@@ -190,10 +189,6 @@ def process_video(job: VideoJob, channel: WorkerChannel) -> VideoOutcome:
     if channel.stop_requested():
         outcome.status = INTERRUPTED
         return outcome
-    if job.cv_threads is not None:
-        import cv2
-
-        cv2.setNumThreads(job.cv_threads)
     try:
         result = generate(job.video, job.options, _Reporter(channel, job.index))
         if result.partial:
@@ -636,9 +631,6 @@ def run_jobs(jobs: list[VideoJob], *, engine: str = "local", workers: int | None
     if not jobs:
         return {}, False, 0
     with open_engine(engine, min(workers or default_workers(), len(jobs)), address) as runner:
-        # one OpenCV thread per worker, so N workers on N cores do not fight over them
-        if runner.workers > 1 or engine != "local":
-            jobs = [replace(job, cv_threads=1) for job in jobs]
         if listener is not None:
             listener.started(jobs, runner.workers)
         outcomes, interrupted = _drive(runner, jobs, listener)
