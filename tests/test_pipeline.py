@@ -18,7 +18,10 @@ import pytest
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
-from autofunscript.pipeline import DenseSignal, GenerateOptions, _fill_gaps, generate, merge_spans, track_motion
+from autofunscript.motion.flow import MotionSample
+from autofunscript.motion.segments import Windower
+from autofunscript.pipeline import (DenseSignal, GenerateOptions, _Assembler, _fill_gaps, generate, merge_spans,
+                                    track_motion)
 from autofunscript.script.evaluate import evaluate
 from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import PostSettings
@@ -296,6 +299,21 @@ def test_vfr_actions_sit_on_real_frame_times(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # helpers of the pipeline
+
+
+def test_windows_with_context_assemble_every_frame_once_in_order():
+    windower = Windower(max_s=4.0, overlap_s=1.0, full_tails=True)
+    assembler = _Assembler(())
+    times = np.arange(280) / FPS  # windows 0-4 s, 3-7 s, and a 6-9.3 s tail
+    for t in times:
+        for window in windower.push(MotionSample(t, np.zeros((1, 1, 2), np.float32), 0.0)):
+            assembler.add(window, window.times_s.copy(), {})  # the "position" is the frame time itself
+    for window in windower.flush():
+        assert window.context > 0
+        assembler.add(window, window.times_s.copy(), {})
+    dense = assembler.result()
+    assert np.array_equal(dense.times_s, times)
+    assert np.allclose(dense.position, times)  # cross-fading a signal with itself leaves it unchanged
 
 
 def test_fill_gaps_holds_the_last_known_position():

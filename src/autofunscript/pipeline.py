@@ -190,12 +190,13 @@ class _Assembler:
 
     def add(self, window: Window, position: np.ndarray, extra: dict[str, np.ndarray]) -> None:
         n = window.overlap if self.times else 0
-        values = {"position": position, **extra}
+        skip = window.context
+        values = {"position": position[skip:], **{name: v[skip:] for name, v in extra.items()}}
         for name, parts in self.channels.items():
             if n:
                 parts[-1] = np.concatenate([parts[-1][:-n], _crossfade(parts[-1][-n:], values[name][:n])])
             parts.append(values[name][n:])
-        self.times.append(window.times_s[n:])
+        self.times.append(window.times_s[skip + n:])
 
     def result(self) -> DenseSignal:
         joined = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.channels.items()}
@@ -256,7 +257,7 @@ def _flow_tracker() -> FlowTracker:
 
 def _windower() -> Windower:
     """Generate's windows. LiveTracker makes its windows here too, so live prediction stays generate's."""
-    return Windower(max_s=WINDOW_S, overlap_s=WINDOW_OVERLAP_S, keep_images=True)
+    return Windower(max_s=WINDOW_S, overlap_s=WINDOW_OVERLAP_S, keep_images=True, full_tails=True)
 
 
 def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallback | None = None,

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from autofunscript.motion.flow import FlowTracker, remove_camera_leakage
+from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.segments import CutDetector, Windower
 from autofunscript.motion.signal import analyse_window, periodicity
 
@@ -134,6 +134,29 @@ def test_windower_splits_at_cuts_and_overlaps_long_scenes():
     assert [w.starts_scene for w in windows] == [True, False, True]
     assert windows[1].overlap == pytest.approx(FPS * 1.0, abs=2)
     assert windows[2].times_s[0] == pytest.approx(6.0, abs=0.05)
+
+
+def test_full_tails_put_earlier_frames_of_the_scene_in_front_of_a_short_last_window():
+    windower = Windower(max_s=4.0, overlap_s=1.0, keep_images=True, full_tails=True)
+    cut_at = 270  # scene A: 9 s, so windows 0-4 s, 3-7 s and a 6-9 s tail; then a 2 s scene B
+    windows = []
+    for i in range(cut_at + 60):
+        image = np.full((2, 2), i % 256, np.uint8)  # each frame's image tells which frame it is
+        sample = MotionSample(i / FPS, np.zeros((1, 1, 2), np.float32), 5.0 if i == cut_at else 0.0)
+        windows += list(windower.push(sample, image))
+    windows += list(windower.flush())
+    assert [w.starts_scene for w in windows] == [True, False, False, True]
+    tail, scene_b = windows[2], windows[3]
+    # the tail's own frames start where the previous window's overlap does; context fills it up to 4 s
+    own_start = tail.times_s[tail.context]
+    assert own_start == pytest.approx(windows[1].times_s[-1] - 1.0, abs=1.5 / FPS)
+    assert tail.times_s[-1] - tail.times_s[0] == pytest.approx(4.0, abs=1.5 / FPS)
+    assert tail.context == pytest.approx(FPS * (4.0 - (9.0 - own_start)), abs=2)
+    assert np.array_equal(tail.images[:, 0, 0], np.round(tail.times_s * FPS).astype(int) % 256)
+    assert tail.cameras.shape == (tail.times_s.size, 2, 3)
+    # nothing from scene A is context for scene B, and full windows have none
+    assert scene_b.context == 0 and scene_b.times_s[0] == pytest.approx(cut_at / FPS)
+    assert windows[0].context == windows[1].context == 0
 
 
 def test_camera_leakage_is_removed_where_it_explains_the_motion_only():
