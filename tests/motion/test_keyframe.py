@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import camera_chain, choose_axis, jump_share, track_band
+from autofunscript.motion.keyframe import (camera_chain, choose_axis, jump_share, track_band, visible_share,
+                                           without_aperture_noise)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -91,3 +92,34 @@ def test_a_stretch_whose_keyframe_is_spoilt_is_measured_from_another():
     ok = np.arange(truth.size) != 120
     assert np.corrcoef(position[ok], truth[ok])[0, 1] > 0.98
     assert jump_share(position) < 0.01
+
+
+def _line_and_texture(frames: int = 4) -> np.ndarray:
+    """Frames with a thin diagonal line on grey (left half) and a random texture patch (right half)."""
+    image = np.full((60, 120), 128, np.uint8)
+    cv2.line(image, (0, 50), (50, 0), 255, 1)
+    image[10:50, 70:110] = np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)
+    return np.repeat(image[None], frames, axis=0)
+
+
+def test_motion_along_a_thin_line_is_invisible_and_its_flow_damped():
+    images = _line_and_texture()
+    cell = 10
+    line_roi = np.zeros((6, 12))
+    line_roi[1:4, 1:4] = 1.0  # cells the line crosses
+    texture_roi = np.zeros((6, 12))
+    texture_roi[1:5, 7:11] = 1.0
+    along = (np.sqrt(0.5), -np.sqrt(0.5))  # the line runs up and to the right
+    across = (np.sqrt(0.5), np.sqrt(0.5))
+    assert visible_share(images, line_roi, along, cell) < 0.08
+    assert visible_share(images, line_roi, across, cell) > 0.9
+    assert 0.3 < visible_share(images, texture_roi, along, cell) < 0.7
+
+    grids = np.zeros((2, 6, 12, 2), np.float32)
+    grids[0, :, :] = along
+    grids[1, :, :] = across
+    damped = without_aperture_noise(grids, images, cell)
+    assert np.hypot(*damped[0, 2, 2]) < 0.1  # along the line: the solver's guess, damped
+    assert np.hypot(*damped[1, 2, 2]) > 0.9  # across it: seen, kept
+    assert np.allclose(damped[:, 2, 8], grids[:, 2, 8], atol=0.35)  # texture shows every direction
+    assert np.array_equal(damped[:, 5, 5], grids[:, 5, 5])  # a blank cell: nothing known, left alone
