@@ -37,7 +37,8 @@ from autofunscript.video.stream import VideoInfo, open_video
 STILL_ENERGY = 0.02
 EXTRA_AXES = ("sway", "roll", "surge")
 FLOW_CELL = 10  # analysis pixels per motion-grid cell
-# Windows keep their analysis frames for keyframe tracking: 30 s of 320x180 grey is about 50 MB at 30 fps.
+# Windows keep their analysis frames for keyframe tracking: 30 s of 320x180 grey is about 50 MB at 30 fps;
+# the window being filled, the one being analysed and the frames kept for a full last window make three.
 WINDOW_S = 30.0
 WINDOW_OVERLAP_S = 4.0
 AXIS_AGREE_COS = np.cos(np.radians(2))  # band and flow directions closer than this count as the same

@@ -105,8 +105,6 @@ class BandMatcher:
         self.key_small = cv2.pyrDown(self.key_band)
 
     def _warp(self, i: int) -> np.ndarray:
-        # the search reaches beyond the frame's edges; a constant border there is twice as fast to warp as a
-        # replicated one and matches no subject either
         return cv2.warpAffine(self.images[i], self.maps[i], self.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
