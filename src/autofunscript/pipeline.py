@@ -25,7 +25,7 @@ from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.keyframe import (MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, choose_axis, jump_share, jumpy,
-                                           track_band, visible_share, without_aperture_noise)
+                                           structure_tensors, track_band, visible_share, without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, frame_rate
 from autofunscript.motion.signal import WindowSignal, analyse_window
 from autofunscript.script.funscript import Funscript
@@ -116,14 +116,15 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
     if window.cameras is not None:
         grids = remove_camera_leakage(grids, window.cameras)
     ws = analyse_window(grids, fps, options.drift_cutoff_hz, roi_mask=roi_mask)
-    if window.images is not None and ws.energy >= STILL_ENERGY and \
-            visible_share(window.images, ws.roi_weight, ws.axis, FLOW_CELL) < MIN_VISIBLE_SHARE:
-        # the strongest motion runs along straight edges or thin lines: flow noise that the picture cannot
-        # show (typically under a shaky camera). Searched again with such motion damped everywhere.
-        seen = analyse_window(without_aperture_noise(grids, window.images, FLOW_CELL), fps,
-                              options.drift_cutoff_hz, roi_mask=roi_mask)
-        if visible_share(window.images, seen.roi_weight, seen.axis, FLOW_CELL) >= MIN_VISIBLE_SHARE:
-            ws = seen
+    if window.images is not None and ws.energy >= STILL_ENERGY:
+        tensors = structure_tensors(window.images, *ws.roi_weight.shape, FLOW_CELL)
+        if visible_share(tensors, ws.roi_weight, ws.axis) < MIN_VISIBLE_SHARE:
+            # the strongest motion runs along straight edges or thin lines: flow noise that the picture
+            # cannot show (typically under a shaky camera). Searched again with such motion damped everywhere.
+            seen = analyse_window(without_aperture_noise(grids, tensors), fps, options.drift_cutoff_hz,
+                                  roi_mask=roi_mask)
+            if visible_share(tensors, seen.roi_weight, seen.axis) >= MIN_VISIBLE_SHARE:
+                ws = seen
     if ws.energy < STILL_ENERGY:
         return None, ws
     position = ws.position

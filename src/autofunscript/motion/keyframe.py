@@ -142,8 +142,9 @@ class BandMatcher:
         return (self.search - row) / self.scale, unexplained
 
 
-def _structure_tensors(images: np.ndarray, rows: int, cols: int, cell: int, samples: int = 8) -> np.ndarray:
-    """(3, rows, cols) per-cell sums of the gradient products xx, xy, yy over a few of the frames."""
+def structure_tensors(images: np.ndarray, rows: int, cols: int, cell: int, samples: int = 8) -> np.ndarray:
+    """(3, rows, cols) per-cell sums of the gradient products xx, xy, yy over a few of the frames: which
+    directions of motion each cell of the grid can show."""
     tensor = np.zeros((3, rows, cols), np.float64)
     for i in np.unique(np.linspace(0, images.shape[0] - 1, samples).astype(int)):
         image = images[i, : rows * cell, : cols * cell].astype(np.float32)
@@ -153,23 +154,23 @@ def _structure_tensors(images: np.ndarray, rows: int, cols: int, cell: int, samp
     return tensor
 
 
-def visible_share(images: np.ndarray, roi_weight: np.ndarray, axis: tuple[float, float], cell: int) -> float:
-    """Share of the ROI's image gradient energy that lies along `axis`, over a few of the window's frames.
+def visible_share(tensors: np.ndarray, roi_weight: np.ndarray, axis: tuple[float, float]) -> float:
+    """Share of the ROI's image gradient energy (see structure_tensors) that lies along `axis`.
 
     Motion along the axis shows only through gradients in that direction: along a straight edge or a thin
     line it is invisible (the aperture problem), and flow measured there is the solver's noise.
     """
-    xx, xy, yy = _structure_tensors(images, *roi_weight.shape, cell) * roi_weight
+    xx, xy, yy = tensors * roi_weight
     ax, ay = axis
     total = float((xx + yy).sum())
     return float((ax * ax * xx + 2 * ax * ay * xy + ay * ay * yy).sum()) / total if total > 0 else 1.0
 
 
-def without_aperture_noise(grids: np.ndarray, images: np.ndarray, cell: int) -> np.ndarray:
+def without_aperture_noise(grids: np.ndarray, tensors: np.ndarray) -> np.ndarray:
     """Cell velocities with what the picture cannot show damped: each cell's velocity is mapped through
     its structure tensor scaled to its strongest direction, so motion across an edge passes and motion
     along it is damped by the ratio of the weaker gradient to the stronger (textured cells keep all)."""
-    xx, xy, yy = _structure_tensors(images, *grids.shape[1:3], cell)
+    xx, xy, yy = tensors
     strongest = (xx + yy) / 2 + np.sqrt(((xx - yy) / 2) ** 2 + xy**2)
     scale = 1.0 / np.maximum(strongest, 1e-9)
     gain = np.stack([np.stack([xx * scale, xy * scale], -1), np.stack([xy * scale, yy * scale], -1)], -2)
