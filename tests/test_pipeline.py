@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -295,6 +296,24 @@ def test_vfr_actions_sit_on_real_frame_times(tmp_path):
     frame_ms = np.rint(times * 1000).astype(np.int64)
     assert np.isin(script.at, frame_ms).all()
     assert script.at[0] == 0 and script.at[-1] == frame_ms[-1]
+
+
+def test_a_subject_a_few_pixels_across_is_followed_by_its_flow(tmp_path):
+    # a far-off pendulum bob, 3 px at the analysis size on a smooth backdrop: too small for the band's
+    # change mask (which once turned this into a flat script), not for the flow
+    times = cfr_times(8.0)
+    positions = 50 + 50 * np.sin(2 * np.pi * times / 1.3)
+    y, x = np.mgrid[0 : SIZE[1], 0 : SIZE[0]]
+    backdrop = (90 + 40 * np.sin(x / 70) + 20 * np.cos(y / 50)).astype(np.uint8)
+    frames = []
+    for p in positions:
+        frame = cv2.cvtColor(backdrop, cv2.COLOR_GRAY2BGR)
+        cv2.circle(frame, (int(round(120 + 0.8 * p)), 90), 1, (20, 20, 20), -1)
+        frames.append(frame)
+    score = evaluate(generate(encode(tmp_path / "bob.mp4", frames, times)).script,
+                     Funscript.from_samples(times * 1000, positions))
+    assert score.reversals_pred == score.reversals_ref
+    assert score.pearson_signed > 0.85
 
 
 # ----------------------------------------------------------------------------------------------

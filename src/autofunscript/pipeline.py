@@ -24,8 +24,8 @@ import numpy as np
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
-from autofunscript.motion.keyframe import (MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, choose_axis, jump_share, jumpy,
-                                           structure_tensors, track_band, visible_share, without_aperture_noise)
+from autofunscript.motion.keyframe import (MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, BandTrack, choose_axis, jump_share,
+                                           jumpy, structure_tensors, track_band, visible_share, without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, frame_rate
 from autofunscript.motion.signal import WindowSignal, analyse_window
 from autofunscript.script.funscript import Funscript
@@ -42,6 +42,7 @@ FLOW_CELL = 10  # analysis pixels per motion-grid cell
 WINDOW_S = 30.0
 WINDOW_OVERLAP_S = 4.0
 AXIS_AGREE_COS = np.cos(np.radians(2))  # band and flow directions closer than this count as the same
+MIN_BAND_SEEN = 0.2  # measured: a bob 3 px across 0.0, subjects 0.9-1.0 (with long pauses 0.65)
 REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
 LOCAL_RANGE_S = 3.0  # the output range is fitted over about this long (see local_normalise)
 
@@ -140,7 +141,7 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         # window's first frame, which needs no integration and so cannot drift
         axis = choose_axis(images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0)
 
-        def track(along: tuple[float, float]) -> np.ndarray:
+        def track(along: tuple[float, float]) -> BandTrack:
             return track_band(images, window.cameras, ws.roi_weight, along, FLOW_CELL,
                               rekey_every=max(1, int(REKEY_S * fps)))
 
@@ -150,11 +151,13 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
             # along it the subject is lost now and then: the flow's direction stands unless the other
             # hardly ever loses the subject, and clearly less often
             along_flow = track(ws.axis)
-            band_jumps = jump_share(tracked)
-            if band_jumps > RETRY_JUMP_SHARE or band_jumps >= 0.5 * jump_share(along_flow):
+            band_jumps = jump_share(tracked.displacement)
+            if band_jumps > RETRY_JUMP_SHARE or band_jumps >= 0.5 * jump_share(along_flow.displacement):
                 tracked = along_flow
-        if not jumpy(tracked):  # else the integrated flow, smooth if less exact, is the safer answer
-            position = tracked
+        # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
+        # (jumps), or hardly ever saw it change (a subject a few pixels across)
+        if tracked.seen >= MIN_BAND_SEEN and not jumpy(tracked.displacement):
+            position = tracked.displacement
     return position, ws
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -36,6 +38,18 @@ MIN_VISIBLE_SHARE = 0.08
 
 
 _KERNEL = np.ones((3, 3), np.uint8)
+
+
+class Match(NamedTuple):
+    displacement: float  # along the axis from the keyframe, analysis pixels
+    unexplained: float  # share of the change the shift leaves unexplained: a wrong axis explains less
+    changed: bool  # the frame differs from the keyframe inside the band (False: nothing to match)
+
+
+@dataclass(frozen=True)
+class BandTrack:
+    displacement: np.ndarray  # (T,) along the axis, analysis pixels, + = along the axis
+    seen: float  # share of the frames that differed from their keyframe inside the band
 
 
 def _h(m: np.ndarray) -> np.ndarray:
@@ -111,10 +125,9 @@ class BandMatcher:
     def _centre(self, region: np.ndarray) -> np.ndarray:
         return region[self.search : self.search + self.length, ACROSS_SLACK : ACROSS_SLACK + self.width]
 
-    def match(self, i: int) -> tuple[float, float]:
-        """(displacement along the axis from the keyframe, share of the change the shift leaves unexplained)."""
+    def match(self, i: int) -> Match:
         if i == self.key:
-            return 0.0, 1.0
+            return Match(0.0, 1.0, False)
         region = self._warp(i)
         # lighting flicker shifts the whole band: match levels on the median, which the subject barely moves
         region += self.key_level - _level(self._centre(region))
@@ -122,7 +135,7 @@ class BandMatcher:
         # compression noise flips scattered single pixels; the subject changes whole blobs
         changed = cv2.morphologyEx((difference > CHANGE_THRESHOLD).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
         if changed.mean() < MIN_CHANGED_SHARE:
-            return 0.0, 1.0
+            return Match(0.0, 1.0, False)
         mask = cv2.dilate(changed, _KERNEL).astype(np.float32)
         # matched at half resolution: a quarter of the pixels, and sub-pixel refinement of the best shift
         # keeps the error well under one analysis pixel
@@ -135,11 +148,10 @@ class BandMatcher:
             curvature = left - 2 * mid + right
             refine = 0.5 * (left - right) / curvature if curvature > 0 else 0.0
         row = 2 * (best + refine)
-        # the share of the change that the shift leaves unexplained: a wrong axis explains less
         unmoved = float((difference**2 * mask).sum())
         unexplained = 4 * float(profile[best]) / unmoved if unmoved > 0 else 1.0
         # content found `d` rows higher in the canonical band moved `d` along the axis
-        return (self.search - row) / self.scale, unexplained
+        return Match((self.search - row) / self.scale, unexplained, True)
 
 
 def structure_tensors(images: np.ndarray, rows: int, cols: int, cell: int, samples: int = 8) -> np.ndarray:
@@ -196,7 +208,7 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
         scores = []
         for k in keys:
             matcher = BandMatcher(images, cameras, roi_weight, axis, cell, k, chains[k])
-            scores += [matcher.match(i)[1] for i in picks]
+            scores += [matcher.match(i).unexplained for i in picks]
         return float(np.mean(scores))
 
     guess = float(np.degrees(np.arctan2(first_guess[0], -first_guess[1])))
@@ -213,8 +225,9 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
 
 
 def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, axis: tuple[float, float],
-               cell: int, rekey_every: int | None = None, overlap: int = 15) -> np.ndarray:
-    """Displacement along `axis` (analysis pixels, + = along the axis) of the ROI subject for each frame.
+               cell: int, rekey_every: int | None = None, overlap: int = 15) -> BandTrack:
+    """Displacement along `axis` (analysis pixels, + = along the axis) of the ROI subject for each frame,
+    and how often the band saw it move at all (a subject a few pixels wide vanishes in the change mask).
 
     Every `rekey_every` frames a new keyframe takes over, so slow zoom, pan and lighting changes never
     separate a frame far from its keyframe; each new stretch is tied to the previous one by the median
@@ -224,13 +237,15 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
     step = rekey_every if rekey_every and rekey_every < t else t
     keys = list(range(0, t, step))
 
-    def measure(key: int, frames: range) -> np.ndarray:
+    def measure(key: int, frames: range) -> tuple[np.ndarray, np.ndarray]:
+        """Displacements over `frames` from `key`, and whether the band saw change in each."""
         matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key)
-        return np.array([matcher.match(i)[0] for i in frames])
+        matches = [matcher.match(i) for i in frames]
+        return np.array([m.displacement for m in matches]), np.array([m.changed for m in matches])
 
-    def stretch(key: int) -> np.ndarray:
+    def stretch(key: int) -> tuple[np.ndarray, np.ndarray]:
         frames = range(max(0, key - overlap), min(key + step, t))
-        part = measure(key, frames)
+        part, seen = measure(key, frames)
         # some keyframes match badly (the subject caught mid-blur, or half out of the band): the stretch
         # jumps; a keyframe elsewhere in the stretch usually does not
         others = dict.fromkeys((min(key + step // 2, t - 1), min(key + step - 1, t - 1)))  # in order, once
@@ -238,23 +253,25 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
         for other in [k for k in others if k != key]:
             if jumps <= RETRY_JUMP_SHARE:
                 break
-            retry = measure(other, frames)
+            retry, retry_seen = measure(other, frames)
             retry_jumps = jump_share(retry)
             if retry_jumps < jumps:
-                part, jumps = retry, retry_jumps
-        return part
+                part, seen, jumps = retry, retry_seen, retry_jumps
+        return part, seen
 
     # the stretches are measured independently (OpenCV releases the GIL), then joined in order
     with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1)) as pool:
         parts = list(pool.map(stretch, keys))
     displacement = np.zeros(t)
-    for key, part in zip(keys, parts):
+    seen = 0
+    for key, (part, changed) in zip(keys, parts):
         first, end = max(0, key - overlap), min(key + step, t)
         if key > 0:
             shared = key - first
             part = part + float(np.median(displacement[first:key] - part[:shared]))
         displacement[key:end] = part[key - first :]
-    return suppress_spikes(displacement)
+        seen += int(changed[key - first :].sum())
+    return BandTrack(suppress_spikes(displacement), seen / t)
 
 
 def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
