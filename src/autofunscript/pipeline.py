@@ -25,7 +25,8 @@ from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.keyframe import (MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, BandTrack, choose_axis, jump_share,
-                                           jumpy, structure_tensors, track_band, visible_share, without_aperture_noise)
+                                           jumpy, moves_with, structure_tensors, track_band, visible_share,
+                                           without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, frame_rate
 from autofunscript.motion.signal import WindowSignal, analyse_window
 from autofunscript.script.funscript import Funscript
@@ -155,9 +156,11 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
             if band_jumps > RETRY_JUMP_SHARE or band_jumps >= 0.5 * jump_share(along_flow.displacement):
                 tracked = along_flow
         # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
-        # (jumps), or hardly ever saw it change (a subject a few pixels across)
-        if tracked.seen >= MIN_BAND_SEEN and not jumpy(tracked.displacement):
-            position = tracked.displacement
+        # (jumps), hardly ever saw it change (a subject a few pixels across) or mostly moved against the
+        # flow (it matched something else, e.g. the other face of a twisting object)
+        band = tracked.displacement
+        if tracked.seen >= MIN_BAND_SEEN and not jumpy(band) and moves_with(band, position):
+            position = band
     return position, ws
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import (camera_chain, choose_axis, jump_share, structure_tensors, track_band,
-                                           visible_share, without_aperture_noise)
+from autofunscript.motion.keyframe import (camera_chain, choose_axis, jump_share, moves_with, structure_tensors,
+                                           track_band, visible_share, without_aperture_noise)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -108,6 +108,17 @@ def test_a_subject_a_few_pixels_across_is_not_seen_by_the_band():
         frames.append(frame)
     ws, images, cameras = analyse(frames)
     assert track_band(images, cameras, ws.roi_weight, (0.0, -1.0), 10).seen < 0.2
+
+
+def test_a_band_moving_against_the_flow_is_caught():
+    truth = stroke()
+    # the flow of a smooth subject: too short a stroke, and a wandering integral
+    flow = 0.5 * truth + 20 * np.sin(np.linspace(0, 3, truth.size))
+    assert moves_with(truth, flow)
+    assert not moves_with(-truth, flow)
+    # matched against the wrong face half the time: the band runs backwards on every other stroke
+    flipped = np.where((np.arange(truth.size) // 40) % 2 == 0, -truth, truth)
+    assert not moves_with(flipped - 0.3 * truth, flow)
 
 
 def _line_and_texture(frames: int = 4) -> np.ndarray:
