@@ -43,7 +43,7 @@ FLOW_CELL = 10  # analysis pixels per motion-grid cell
 WINDOW_S = 30.0
 WINDOW_OVERLAP_S = 4.0
 AXIS_AGREE_COS = np.cos(np.radians(2))  # band and flow directions closer than this count as the same
-MIN_BAND_SEEN = 0.2  # measured: a bob 3 px across 0.0, subjects 0.9-1.0 (with long pauses 0.65)
+MIN_BAND_SEEN = 0.2  # measured: a bob 3 px across 0.0, synthetic subjects 0.67-1.0 (the least: long pauses)
 REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
 LOCAL_RANGE_S = 3.0  # the output range is fitted over about this long (see local_normalise)
 
