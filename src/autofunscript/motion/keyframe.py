@@ -230,8 +230,10 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
     and how often the band saw it move at all (a subject a few pixels wide vanishes in the change mask).
 
     Every `rekey_every` frames a new keyframe takes over, so slow zoom, pan and lighting changes never
-    separate a frame far from its keyframe; each new stretch is tied to the previous one by the median
-    difference over `overlap` frames that both measure, so only a tiny error enters at each joint.
+    separate a frame far from its keyframe. Consecutive stretches both measure the `overlap` frames either
+    side of the joint: the new one is tied to the previous one by their median difference there, and
+    the two are cross-faded over those frames, because frames just after a keyframe differ little from
+    it and are the ones it matches worst.
     """
     t = images.shape[0]
     step = rekey_every if rekey_every and rekey_every < t else t
@@ -244,7 +246,7 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
         return np.array([m.displacement for m in matches]), np.array([m.changed for m in matches])
 
     def stretch(key: int) -> tuple[np.ndarray, np.ndarray]:
-        frames = range(max(0, key - overlap), min(key + step, t))
+        frames = range(max(0, key - overlap), min(key + step + overlap, t))
         part, seen = measure(key, frames)
         # some keyframes match badly (the subject caught mid-blur, or half out of the band): the stretch
         # jumps; a keyframe elsewhere in the stretch usually does not
@@ -265,12 +267,14 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
     displacement = np.zeros(t)
     seen = 0
     for key, (part, changed) in zip(keys, parts):
-        first, end = max(0, key - overlap), min(key + step, t)
+        first, end = max(0, key - overlap), min(key + step + overlap, t)
         if key > 0:
-            shared = key - first
-            part = part + float(np.median(displacement[first:key] - part[:shared]))
-        displacement[key:end] = part[key - first :]
-        seen += int(changed[key - first :].sum())
+            shared = min(key + overlap, t) - first  # frames the previous stretch measured too
+            part = part + float(np.median(displacement[first : first + shared] - part[:shared]))
+            fade = np.linspace(0.0, 1.0, shared)
+            part[:shared] = displacement[first : first + shared] * (1 - fade) + part[:shared] * fade
+        displacement[first:end] = part
+        seen += int(changed[key - first : min(key + step, t) - first].sum())
     return BandTrack(suppress_spikes(displacement), seen / t)
 
 
