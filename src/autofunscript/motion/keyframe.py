@@ -41,6 +41,8 @@ _KERNEL = np.ones((3, 3), np.uint8)
 
 
 class Match(NamedTuple):
+    """One frame matched against the keyframe."""
+
     displacement: float  # along the axis from the keyframe, analysis pixels
     unexplained: float  # share of the change the shift leaves unexplained: a wrong axis explains less
     changed: bool  # the frame differs from the keyframe inside the band (False: nothing to match)
@@ -48,6 +50,8 @@ class Match(NamedTuple):
 
 @dataclass(frozen=True)
 class BandTrack:
+    """A window's subject positions from the band, and how much of the window it could see."""
+
     displacement: np.ndarray  # (T,) along the axis, analysis pixels, + = along the axis
     seen: float  # share of the frames that differed from their keyframe inside the band
 
@@ -247,7 +251,7 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
 
     def stretch(key: int) -> tuple[np.ndarray, np.ndarray]:
         frames = range(max(0, key - overlap), min(key + step + overlap, t))
-        part, seen = measure(key, frames)
+        part, changed = measure(key, frames)
         # some keyframes match badly (the subject caught mid-blur, or half out of the band): the stretch
         # jumps; a keyframe elsewhere in the stretch usually does not
         others = dict.fromkeys((min(key + step // 2, t - 1), min(key + step - 1, t - 1)))  # in order, once
@@ -255,11 +259,11 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
         for other in [k for k in others if k != key]:
             if jumps <= RETRY_JUMP_SHARE:
                 break
-            retry, retry_seen = measure(other, frames)
+            retry, retry_changed = measure(other, frames)
             retry_jumps = jump_share(retry)
             if retry_jumps < jumps:
-                part, seen, jumps = retry, retry_seen, retry_jumps
-        return part, seen
+                part, changed, jumps = retry, retry_changed, retry_jumps
+        return part, changed
 
     # the stretches are measured independently (OpenCV releases the GIL), then joined in order
     with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1)) as pool:
