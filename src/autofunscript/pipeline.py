@@ -27,7 +27,7 @@ from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_l
 from autofunscript.motion.keyframe import (MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, BandTrack, choose_axis, jump_share,
                                            jumpy, moves_with, structure_tensors, track_band, visible_share,
                                            without_aperture_noise)
-from autofunscript.motion.segments import Window, Windower, frame_rate
+from autofunscript.motion.segments import Window, Windower, crossfade, frame_rate
 from autofunscript.motion.signal import WindowSignal, analyse_window
 from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
@@ -123,10 +123,10 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         if visible_share(tensors, ws.roi_weight, ws.axis) < MIN_VISIBLE_SHARE:
             # the strongest motion runs along straight edges or thin lines: flow noise that the picture
             # cannot show (typically under a shaky camera). Searched again with such motion damped everywhere.
-            seen = analyse_window(without_aperture_noise(grids, tensors), fps, options.drift_cutoff_hz,
-                                  roi_mask=roi_mask)
-            if visible_share(tensors, seen.roi_weight, seen.axis) >= MIN_VISIBLE_SHARE:
-                ws = seen
+            damped = analyse_window(without_aperture_noise(grids, tensors), fps, options.drift_cutoff_hz,
+                                    roi_mask=roi_mask)
+            if visible_share(tensors, damped.roi_weight, damped.axis) >= MIN_VISIBLE_SHARE:
+                ws = damped
     if ws.energy < STILL_ENERGY:
         return None, ws
     position = ws.position
@@ -191,13 +191,6 @@ def _fill_gaps(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _crossfade(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """Blend two equally long overlapping spans from `previous` to `current` (NaN defers to the other)."""
-    ramp = np.linspace(0.0, 1.0, previous.size)
-    return np.where(np.isnan(previous), current,
-                    np.where(np.isnan(current), previous, previous * (1 - ramp) + current * ramp))
-
-
 class _Assembler:
     """Collects window results into one dense signal per channel, cross-fading window overlaps."""
 
@@ -211,7 +204,7 @@ class _Assembler:
         values = {"position": position[skip:], **{name: v[skip:] for name, v in extra.items()}}
         for name, parts in self.channels.items():
             if n:
-                parts[-1] = np.concatenate([parts[-1][:-n], _crossfade(parts[-1][-n:], values[name][:n])])
+                parts[-1] = np.concatenate([parts[-1][:-n], crossfade(parts[-1][-n:], values[name][:n])])
             parts.append(values[name][n:])
         self.times.append(window.times_s[skip + n:])
 

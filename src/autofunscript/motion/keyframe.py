@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 
+from autofunscript.motion.segments import crossfade
 from autofunscript.motion.signal import orient_axis
 
 CHANGE_THRESHOLD = 12.0  # grey levels
@@ -275,8 +276,7 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
         if key > 0:
             shared = min(key + overlap, t) - first  # frames the previous stretch measured too
             part = part + float(np.median(displacement[first : first + shared] - part[:shared]))
-            fade = np.linspace(0.0, 1.0, shared)
-            part[:shared] = displacement[first : first + shared] * (1 - fade) + part[:shared] * fade
+            part[:shared] = crossfade(displacement[first : first + shared], part[:shared])
         displacement[first:end] = part
         seen += int(changed[key - first : min(key + step, t) - first].sum())
     return BandTrack(suppress_spikes(displacement), seen / t)

@@ -19,6 +19,13 @@ def frame_rate(times_s: np.ndarray, default: float = 30.0) -> float:
     return default
 
 
+def crossfade(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Blend two equally long overlapping spans from `previous` to `current` (NaN defers to the other)."""
+    ramp = np.linspace(0.0, 1.0, previous.size)
+    return np.where(np.isnan(previous), current,
+                    np.where(np.isnan(current), previous, previous * (1 - ramp) + current * ramp))
+
+
 @dataclass(frozen=True)
 class Window:
     """Consecutive samples analysed together.
