@@ -316,6 +316,21 @@ def test_a_subject_a_few_pixels_across_is_followed_by_its_flow(tmp_path):
     assert score.pearson_signed > 0.85
 
 
+def test_shallow_strokes_stay_shallow_beside_deep_ones(tmp_path):
+    # the band measures each frame's displacement, so a window's shallow strokes keep their depth against
+    # its deep ones (fitted over a few seconds at a time they had been blown up to most of the range)
+    times = cfr_times(12.0)
+    deep = triangle(times, 1.2)
+    positions = np.where(times < 6.0, deep, 35 + 0.3 * deep)
+    script = generate(encode(tmp_path / "depths.mp4", render(SIZE, [Block(160, positions)]), times)).script
+    swing = {}
+    for name, (start, end) in {"deep": (1000, 5000), "shallow": (7000, 11000)}.items():
+        inside = script.pos[(script.at >= start) & (script.at < end)]
+        swing[name] = np.percentile(inside, 95) - np.percentile(inside, 5)
+    assert swing["deep"] > 80
+    assert 0.2 < swing["shallow"] / swing["deep"] < 0.45
+
+
 # ----------------------------------------------------------------------------------------------
 # helpers of the pipeline
 

@@ -46,6 +46,7 @@ AXIS_AGREE_COS = np.cos(np.radians(2))  # band and flow directions closer than t
 MIN_BAND_SEEN = 0.2  # measured: a bob 3 px across 0.0, synthetic subjects 0.67-1.0 (the least: long pauses)
 REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
 LOCAL_RANGE_S = 3.0  # the output range is fitted over about this long (see local_normalise)
+BAND_CENTRE_S = 5.0  # a band-measured track keeps its window's depth; only its middle follows this long a stretch
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,8 @@ def _poi_mask_for(poi: Poi, frame_w: int, frame_h: int, source_w: int, source_h:
 
 def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None
                   ) -> tuple[np.ndarray | None, WindowSignal]:
-    """The flow generator's position along the stroke axis for one window, before range fitting (None
-    when the window is still), and the window's motion analysis."""
+    """The flow generator's position along the stroke axis for one window, fitted to the output range
+    (None when the window is still), and the window's motion analysis."""
     fps = frame_rate(window.times_s)
     grids = window.grids.astype(np.float32)
     if window.cameras is not None:
@@ -160,12 +161,21 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         # flow (it matched something else, e.g. the other face of a twisting object)
         band = tracked.displacement
         if tracked.seen >= MIN_BAND_SEEN and not jumpy(band) and moves_with(band, position):
-            position = band
-    return position, ws
+            return fit_range(band, fps, options, depth_measured=True), ws
+    return fit_range(position, fps, options), ws
 
 
-def fit_range(position: np.ndarray, fps: float, options: GenerateOptions) -> np.ndarray:
-    """Stroke depth in pixels follows zoom and distance, so the range is fitted over a few seconds at a time."""
+def fit_range(position: np.ndarray, fps: float, options: GenerateOptions, depth_measured: bool = False) -> np.ndarray:
+    """Fit a window's positions to the output range.
+
+    The integrated flow underestimates a smooth subject's motion by a speed-dependent factor and its level
+    wanders, so by default the range is fitted over a few seconds at a time. The band tracker measures
+    each frame's displacement itself (depth_measured): a shallow stroke there is a shallow stroke, so the
+    window's own extent is kept and only the middle follows the running middle (camera drift, the joints
+    between keyframes). Measured over the accuracy suite: Pearson r easy 0.948 -> 0.956, medium 0.929 -> 0.942.
+    """
+    if depth_measured:
+        return local_normalise(position, *options.post.range, round(BAND_CENTRE_S * fps), min_share=1.0)
     return local_normalise(position, *options.post.range, round(LOCAL_RANGE_S * fps))
 
 
@@ -175,7 +185,7 @@ def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.nda
         nan = np.full(window.times_s.size, np.nan)
         return nan, {name: nan for name in EXTRA_AXES}
     extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
-    return fit_range(position, frame_rate(window.times_s), options), extra
+    return position, extra
 
 
 def _fill_gaps(values: np.ndarray) -> np.ndarray:

@@ -254,9 +254,8 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
         fps = frame_rate(window.times_s, FEATURE_RATE)
         position[moving] = fit_range(position[moving], fps, options)
         if runner.flow_blend and window.images is not None:
-            tracked, _ = flow_position(window, options, features.roi_mask)
-            if tracked is not None:
-                flow = fit_range(tracked, fps, options)
+            flow, _ = flow_position(window, options, features.roi_mask)
+            if flow is not None:
                 position[moving] = blend_with_flow(position[moving], flow[moving], fps)
     extra = {name: robust_normalise(features.classic.extra[name], 0, 100) for name in axes}
     return position, extra
