@@ -46,7 +46,7 @@ AXIS_AGREE_COS = np.cos(np.radians(2))  # band and flow directions closer than t
 MIN_BAND_SEEN = 0.2  # measured: a bob 3 px across 0.0, synthetic subjects 0.67-1.0 (the least: long pauses)
 REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
 LOCAL_RANGE_S = 3.0  # the output range is fitted over about this long (see local_normalise)
-BAND_CENTRE_S = 5.0  # a band-measured track keeps its window's depth; only its middle follows this long a stretch
+BAND_CENTRE_S = 5.0  # a band-measured window keeps its own depth; its middle follows the running middle over this long
 
 
 @dataclass(frozen=True)
