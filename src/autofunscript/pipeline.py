@@ -28,7 +28,7 @@ from autofunscript.motion.keyframe import (MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, 
                                            jumpy, moves_with, structure_tensors, track_band, visible_share,
                                            without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, crossfade, frame_rate
-from autofunscript.motion.signal import WindowSignal, analyse_window
+from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window
 from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
                                              robust_normalise, smooth, to_actions)
@@ -124,10 +124,10 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         if visible_share(tensors, ws.roi_weight, ws.axis) < MIN_VISIBLE_SHARE:
             # the strongest motion runs along straight edges or thin lines: flow noise that the picture
             # cannot show (typically under a shaky camera). Searched again with such motion damped everywhere.
-            damped = analyse_window(without_aperture_noise(grids, tensors), fps, options.drift_cutoff_hz,
-                                    roi_mask=roi_mask)
+            damped_grids = without_aperture_noise(grids, tensors)
+            damped = analyse_window(damped_grids, fps, options.drift_cutoff_hz, roi_mask=roi_mask)
             if visible_share(tensors, damped.roi_weight, damped.axis) >= MIN_VISIBLE_SHARE:
-                ws = damped
+                ws, grids = damped, damped_grids
     if ws.energy < STILL_ENERGY:
         return None, ws
     position = ws.position
@@ -162,6 +162,7 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         band = tracked.displacement
         if tracked.seen >= MIN_BAND_SEEN and not jumpy(band) and moves_with(band, position):
             return fit_range(band, fps, options, depth_measured=True), ws
+        position = along_the_path(grids, ws, fps, options.drift_cutoff_hz)
     return fit_range(position, fps, options), ws
 
 

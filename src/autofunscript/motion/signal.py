@@ -197,3 +197,36 @@ def analyse_window(grids: np.ndarray, fps: float, drift_cutoff_hz: float = 0.02,
     return WindowSignal(position=position, extra=extra, axis=(float(direction[0]), float(direction[1])),
                         roi_weight=weights_full.reshape(rows, cols) / np.abs(w).max(),
                         energy=float(np.mean(along**2)), periodicity=periodicity(position, fps))
+
+
+def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff_hz: float = 0.02) -> np.ndarray:
+    """The window's integrated flow with its ROI stretched along the stroke axis (as many cells again each way).
+
+    Motion energy picks the cells where the subject moves fastest; a small subject near the ends of a swing
+    moves slowly and leaves those cells, so a position integrated over the ROI alone stops short of the
+    ends and catches up when the subject comes back (a pendulum bob's right extremes 0.3-0.4 s late). Each
+    added cell moves with the sign of the ROI cell it continues.
+    """
+    t, rows, cols, _ = grids.shape
+    axis = np.asarray(ws.axis, float)
+    along = grids.astype(np.float64) @ axis  # (T, rows, cols)
+    roi = ws.roi_weight > 0
+    if not roi.any():
+        return ws.position
+    velocity = np.diff(ws.position, prepend=ws.position[0])
+    centred = along - along.mean(axis=0)
+    sign = np.sign(np.einsum("trc,t->rc", centred, velocity - velocity.mean()))
+    weight = np.where(roi, ws.roi_weight * np.where(sign == 0, 1.0, sign), 0.0)
+    ys, xs = np.nonzero(roi)
+    reach = int(np.ceil(np.ptp(xs * axis[0] + ys * axis[1]))) + 1  # the ROI's length along the axis, in cells
+    stretched = weight.copy()
+    for step in range(1, reach + 1):
+        for direction in (1, -1):
+            dx, dy = np.rint(direction * step * axis).astype(int)
+            shifted = np.zeros_like(weight)
+            shifted[max(dy, 0) : rows + min(dy, 0), max(dx, 0) : cols + min(dx, 0)] = \
+                weight[max(-dy, 0) : rows + min(-dy, 0), max(-dx, 0) : cols + min(-dx, 0)]
+            fill = (stretched == 0) & (shifted != 0)
+            stretched[fill] = shifted[fill]
+    series = (along * stretched).sum(axis=(1, 2)) / np.abs(stretched).sum()
+    return _highpass(np.cumsum(series), fps, drift_cutoff_hz)
