@@ -162,7 +162,7 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         band = tracked.displacement
         if tracked.seen >= MIN_BAND_SEEN and not jumpy(band) and moves_with(band, position):
             return fit_range(band, fps, options, depth_measured=True), ws
-        position = along_the_path(grids, ws, fps, options.drift_cutoff_hz)
+        position = along_the_path(grids, ws, fps, options.drift_cutoff_hz, roi_mask=roi_mask)
     return fit_range(position, fps, options), ws
 
 

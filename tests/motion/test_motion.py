@@ -197,3 +197,16 @@ def test_a_position_along_the_path_reaches_the_ends_the_roi_does_not_cover():
 
     assert lateness(ws.position) > 5  # the cut-off integral tops out when the bob leaves the ROI
     assert lateness(along_the_path(grids, ws, fps)) <= 1
+
+
+def test_the_path_is_not_stretched_outside_the_users_point_of_interest():
+    fps, t = 30.0, np.arange(120) / 30.0
+    grids = np.zeros((t.size, 5, 32, 2), np.float32)
+    grids[:, 2, 10, 0] = np.sin(2 * np.pi * t)  # motion only beyond the ROI (cells 4-7), along its axis
+    roi = np.zeros((5, 32))
+    roi[2, 4:8] = 1.0
+    ws = WindowSignal(np.zeros(t.size), {}, (1.0, 0.0), roi, 1.0, 1.0)
+    assert np.ptp(along_the_path(grids, ws, fps)) > 0  # stretched, it reaches the moving cell
+    poi = np.zeros((5, 32))
+    poi[:, :10] = 1.0
+    assert np.ptp(along_the_path(grids, ws, fps, roi_mask=poi)) == 0

@@ -199,15 +199,17 @@ def analyse_window(grids: np.ndarray, fps: float, drift_cutoff_hz: float = 0.02,
                         energy=float(np.mean(along**2)), periodicity=periodicity(position, fps))
 
 
-def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff_hz: float = 0.02) -> np.ndarray:
+def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff_hz: float = 0.02,
+                   roi_mask: np.ndarray | None = None) -> np.ndarray:
     """The window's integrated flow with its ROI stretched along the stroke axis (as many cells again each way).
 
     Motion energy picks the cells where the subject moves fastest; a small subject near the ends of a swing
     moves slowly and leaves those cells, so a position integrated over the ROI alone stops short of the
     ends and catches up when the subject comes back (a pendulum bob's right extremes 0.3-0.4 s late). Each
-    added cell moves with the sign of the ROI cell it continues.
+    added cell moves with the sign of the ROI cell it continues; none is added outside `roi_mask` (a user's
+    point of interest).
     """
-    t, rows, cols, _ = grids.shape
+    _, rows, cols, _ = grids.shape
     axis = np.asarray(ws.axis, float)
     along = grids.astype(np.float64) @ axis  # (T, rows, cols)
     roi = ws.roi_weight > 0
@@ -228,5 +230,7 @@ def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff
                 weight[max(-dy, 0) : rows + min(-dy, 0), max(-dx, 0) : cols + min(-dx, 0)]
             fill = (stretched == 0) & (shifted != 0)
             stretched[fill] = shifted[fill]
+    if roi_mask is not None:
+        stretched = np.where(roi_mask > 0, stretched, weight)
     series = (along * stretched).sum(axis=(1, 2)) / np.abs(stretched).sum()
     return _highpass(np.cumsum(series), fps, drift_cutoff_hz)
