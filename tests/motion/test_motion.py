@@ -210,3 +210,12 @@ def test_the_path_is_not_stretched_outside_the_users_point_of_interest():
     poi = np.zeros((5, 32))
     poi[:, :10] = 1.0
     assert np.ptp(along_the_path(grids, ws, fps, roi_mask=poi)) == 0
+
+
+def test_a_roi_over_the_whole_frame_on_a_diagonal_axis_is_stretched_without_error():
+    # the reach along a diagonal exceeds the grid's height: shifts past the edge move nothing in
+    rng = np.random.default_rng(0)
+    grids = rng.normal(size=(60, 18, 32, 2)).astype(np.float32)
+    ws = WindowSignal(np.cumsum(grids[:, :, :, 0].mean(axis=(1, 2))), {}, (0.7071, -0.7071), np.ones((18, 32)),
+                      1.0, 1.0)
+    assert np.isfinite(along_the_path(grids, ws, 30.0)).all()

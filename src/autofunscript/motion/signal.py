@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal as sps
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import shift, uniform_filter1d
 
 MAX_ACTIVE_CELLS = 96
 COMPONENTS = 3
@@ -209,7 +209,6 @@ def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff
     added cell moves with the sign of the ROI cell it continues; none is added outside `roi_mask` (a user's
     point of interest).
     """
-    _, rows, cols, _ = grids.shape
     axis = np.asarray(ws.axis, float)
     along = grids.astype(np.float64) @ axis  # (T, rows, cols)
     roi = ws.roi_weight > 0
@@ -225,9 +224,7 @@ def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff
     for step in range(1, reach + 1):
         for direction in (1, -1):
             dx, dy = np.rint(direction * step * axis).astype(int)
-            shifted = np.zeros_like(weight)
-            shifted[max(dy, 0) : rows + min(dy, 0), max(dx, 0) : cols + min(dx, 0)] = \
-                weight[max(-dy, 0) : rows + min(-dy, 0), max(-dx, 0) : cols + min(-dx, 0)]
+            shifted = shift(weight, (dy, dx), order=0, mode="constant", cval=0.0)
             fill = (stretched == 0) & (shifted != 0)
             stretched[fill] = shifted[fill]
     if roi_mask is not None:
