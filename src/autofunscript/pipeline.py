@@ -24,8 +24,8 @@ import numpy as np
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
-from autofunscript.motion.keyframe import (MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, BandTrack, choose_axis, jump_share,
-                                           jumpy, moves_with, structure_tensors, track_band, visible_share,
+from autofunscript.motion.keyframe import (JUMPY_SHARE, MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, BandTrack, choose_axis,
+                                           moves_with, structure_tensors, track_band, visible_share,
                                            without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, crossfade, frame_rate
 from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window
@@ -153,14 +153,13 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
             # along it the subject is lost now and then: the flow's direction stands unless the other
             # hardly ever loses the subject, and clearly less often
             along_flow = track(ws.axis)
-            band_jumps = jump_share(tracked.displacement)
-            if band_jumps > RETRY_JUMP_SHARE or band_jumps >= 0.5 * jump_share(along_flow.displacement):
+            if tracked.jumps > RETRY_JUMP_SHARE or tracked.jumps >= 0.5 * along_flow.jumps:
                 tracked = along_flow
         # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
         # (jumps), hardly ever saw it change (a subject a few pixels across) or mostly moved against the
         # flow (it matched something else, e.g. the other face of a twisting object)
         band = tracked.displacement
-        if tracked.seen >= MIN_BAND_SEEN and not jumpy(band) and moves_with(band, position):
+        if tracked.seen >= MIN_BAND_SEEN and tracked.jumps <= JUMPY_SHARE and moves_with(band, position):
             return fit_range(band, fps, options, depth_measured=True), ws
         position = along_the_path(grids, ws, fps, options.drift_cutoff_hz, roi_mask=roi_mask)
     return fit_range(position, fps, options), ws

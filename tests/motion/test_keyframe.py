@@ -6,7 +6,8 @@ import pytest
 
 from autofunscript.motion.flow import FlowTracker
 from autofunscript.motion.keyframe import (camera_chain, choose_axis, jump_share, moves_with, structure_tensors,
-                                           track_band, visible_share, without_aperture_noise)
+                                           track_band, visible_share, without_aperture_noise,
+                                           without_excursions)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -151,3 +152,16 @@ def test_motion_along_a_thin_line_is_invisible_and_its_flow_damped():
     assert np.hypot(*damped[1, 2, 2]) > 0.9  # across it: seen, kept
     assert np.allclose(damped[:, 2, 8], grids[:, 2, 8], atol=0.35)  # texture shows every direction
     assert np.array_equal(damped[:, 5, 5], grids[:, 5, 5])  # a blank cell: nothing known, left alone
+
+
+def test_a_brief_excursion_is_bridged_and_real_motion_kept():
+    t = np.arange(0, 4, 1 / FPS)
+    fast = 40 * np.sin(2 * np.pi * 6.5 * t)  # 13 reversals/s: every move is large, none is a jump
+    assert np.array_equal(without_excursions(fast), fast)
+    ramp = 40 * np.sin(2 * np.pi * 0.6 * t)
+    spoilt = ramp.copy()
+    spoilt[40:42] -= 45  # two frames matched on something else (one frame is suppress_spikes' job)
+    bridged = without_excursions(spoilt)
+    assert np.abs(bridged - ramp).max() < 1.0
+    step = np.where(t < 2, 0.0, 30.0) + ramp  # the subject really moves away and stays: not an excursion
+    assert np.array_equal(without_excursions(step), step)

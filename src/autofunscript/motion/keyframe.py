@@ -32,6 +32,8 @@ MAX_BAND_PIXELS = 48 * 128  # larger bands are matched at reduced scale
 JUMP_CONTEXT = 7  # frames either side that a jump is compared with
 JUMP_RATIO = 2.5  # a jump moves this many times the median move around it
 RETRY_JUMP_SHARE = 0.01  # a stretch with more jumps than this is measured again from another keyframe
+JUMPY_SHARE = 0.03  # a track with more jumps than this has lost the subject: the window uses the flow instead
+MAX_EXCURSION = 3  # frames: longer stretches off the subject are left to the retries and the jump checks
 MAX_SEARCH_SHARE = 0.5  # the subject cannot travel more than this share of the frame (along the axis) from the keyframe
 # Below this share of the ROI's gradient energy along the stroke axis the motion cannot be seen (measured:
 # thin lines and edges under a shaky camera 0.01-0.04, stroking subjects about 0.3).
@@ -51,10 +53,12 @@ class Match(NamedTuple):
 
 @dataclass(frozen=True)
 class BandTrack:
-    """A window's subject positions from the band, and how much of the window it could see."""
+    """A window's subject positions from the band, how much of the window it could see and how often it
+    lost the subject."""
 
     displacement: np.ndarray  # (T,) along the axis, analysis pixels, + = along the axis
     seen: float  # share of the frames that differed from their keyframe inside the band
+    jumps: float  # jump_share of the track before brief excursions were bridged: the evidence of losses
 
 
 def _h(m: np.ndarray) -> np.ndarray:
@@ -279,7 +283,8 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
             part[:shared] = crossfade(displacement[first : first + shared], part[:shared])
         displacement[first:end] = part
         seen += int(changed[key - first : min(key + step, t) - first].sum())
-    return BandTrack(suppress_spikes(displacement), seen / t)
+    return BandTrack(suppress_spikes(without_excursions(displacement)), seen / t,
+                     jump_share(suppress_spikes(displacement)))
 
 
 def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
@@ -298,20 +303,42 @@ def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
     return np.where(outlier, median, x)
 
 
+def _jumps(x: np.ndarray) -> np.ndarray:
+    """Which frame-to-frame moves jump (see jump_share)."""
+    moves = np.abs(np.diff(x))
+    around = median_filter(moves, size=2 * JUMP_CONTEXT + 1, mode="nearest")
+    return (moves > np.ptp(x) / 3) & (moves > JUMP_RATIO * around)
+
+
+def without_excursions(x: np.ndarray, max_frames: int = MAX_EXCURSION) -> np.ndarray:
+    """Bridge brief excursions: a jump away and a jump back within `max_frames`, ending near where it left.
+
+    The matcher can lock onto something else for a few frames (a blurred transition, a passing object).
+    A single frame is caught by suppress_spikes, but two or three frames far off inflate the spread it
+    compares with, so they pass it; here they are replaced by a straight line across.
+    """
+    if x.size < 3 or np.ptp(x) == 0:
+        return x
+    moves = np.diff(x)
+    jumps = np.flatnonzero(_jumps(x))
+    out = x.copy()
+    for out_at in jumps:
+        for back_at in jumps[(jumps > out_at) & (jumps <= out_at + max_frames)]:
+            leap = abs(moves[out_at])
+            if np.sign(moves[back_at]) != np.sign(moves[out_at]) and abs(x[back_at + 1] - x[out_at]) <= leap / 2:
+                out[out_at + 1 : back_at + 1] = np.interp(np.arange(out_at + 1, back_at + 1), [out_at, back_at + 1],
+                                                          [x[out_at], x[back_at + 1]])
+                break
+    return out
+
+
 def jump_share(x: np.ndarray) -> float:
     """Share of frame-to-frame moves that jump: over a third of the range and several times the moves
     around them. A real stroke speeds up and slows down over frames; the matcher losing the subject
     leaps at once."""
     if x.size < 3 or np.ptp(x) == 0:
         return 0.0
-    moves = np.abs(np.diff(x))
-    around = median_filter(moves, size=2 * JUMP_CONTEXT + 1, mode="nearest")
-    return float(np.mean((moves > np.ptp(x) / 3) & (moves > JUMP_RATIO * around)))
-
-
-def jumpy(x: np.ndarray, share: float = 0.03) -> bool:
-    """True when more than `share` of the moves are jumps (see jump_share): the matcher lost the subject."""
-    return jump_share(x) > share
+    return float(np.mean(_jumps(x)))
 
 
 def moves_with(band: np.ndarray, flow: np.ndarray, sigma_frames: float = 1.5) -> bool:
