@@ -323,8 +323,8 @@ def without_excursions(x: np.ndarray, max_frames: int = MAX_EXCURSION) -> np.nda
     jumps = np.flatnonzero(_jumps(x))
     out = x.copy()
     for out_at in jumps:
+        leap = abs(moves[out_at])
         for back_at in jumps[(jumps > out_at) & (jumps <= out_at + max_frames)]:
-            leap = abs(moves[out_at])
             if np.sign(moves[back_at]) != np.sign(moves[out_at]) and abs(x[back_at + 1] - x[out_at]) <= leap / 2:
                 out[out_at + 1 : back_at + 1] = np.interp(np.arange(out_at + 1, back_at + 1), [out_at, back_at + 1],
                                                           [x[out_at], x[back_at + 1]])
