@@ -38,6 +38,44 @@ def test_to_actions_keeps_every_reversal_within_a_frame():
     assert np.abs(peaks - true_peaks).max() <= 34
 
 
+def test_centred_turns_time_a_noisy_pendulum_within_a_frame():
+    # a slow swing whose turns fall between frames, tracked with a little noise: the highest sample of
+    # a nearly flat turn is picked by the noise, the middle between its flanks is not
+    fps, period_s = 30.0, 1.6
+    t = np.arange(0, 20, 1 / fps) * 1000.0
+    phase = 0.37  # of a frame: no turn lands on a frame
+    x = 50 + 45 * np.cos(2 * np.pi * (t / 1000.0 - phase / fps) / period_s)
+    x += np.random.default_rng(3).normal(0, 0.6, x.size)
+    true_peaks = (np.arange(1, 13) * period_s + phase / fps) * 1000.0  # the first one is the clip's start
+
+    def peak_errors(centre_turns):
+        at, pos = to_actions(t, x, PostSettings(), centre_turns=centre_turns)
+        assert np.all(np.diff(at) > 0)
+        rev = find_reversals(pos.astype(float), 10)
+        peaks = at[rev.index[rev.kind == 1]][1:]
+        assert len(peaks) == true_peaks.size
+        return np.abs(peaks - true_peaks)
+
+    plain, centred = peak_errors(False), peak_errors(True)
+    frame_ms = 1000.0 / fps
+    assert np.mean(plain > frame_ms / 2) > 0.3  # the noise does move the highest sample
+    assert centred.max() < frame_ms / 2
+    assert centred.mean() < 0.5 * plain.mean()
+
+
+def test_centred_turns_leave_fast_strokes_and_sharp_symmetric_turns_alone():
+    fps = 30.0
+    t = np.arange(0, 10, 1 / fps) * 1000.0
+    fast = 50 + 40 * np.sign(np.sin(2 * np.pi * 2.5 * t / 1000.0 + 0.3)) * np.abs(np.sin(2 * np.pi * 2.5 * t / 1000.0 + 0.3))
+    assert np.array_equal(to_actions(t, fast, PostSettings())[0], to_actions(t, fast, PostSettings(), True)[0])
+    # a slow triangle wave with its corners on frames: the middle between the flanks is the corner
+    triangle = 50 + 40 * (2 * np.abs(((t / 1000.0) / 2.0) % 1 - 0.5) * 2 - 1)
+    at, pos = to_actions(t, triangle, PostSettings(), centre_turns=True)
+    rev = find_reversals(pos.astype(float), 10)
+    corners = at[rev.index][1:-1]  # the ends are the clip's
+    assert len(corners) == 9 and np.abs(corners - np.rint(corners / 1000.0) * 1000.0).max() <= 1
+
+
 def test_to_actions_simplifies_straight_lines():
     t = np.arange(0, 2000, 10.0)
     x = np.interp(t, [0, 1000, 2000], [0, 100, 0])

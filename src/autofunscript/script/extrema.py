@@ -60,3 +60,41 @@ def find_reversals(values: np.ndarray, min_swing: float) -> Reversals:
     elif trend < 0:
         index.append(lo), kind.append(-1)
     return Reversals(np.asarray(index, np.int64), np.asarray(kind, np.int8))
+
+
+def turn_centres(times: np.ndarray, values: np.ndarray, reversals: np.ndarray, depth: float,
+                 min_samples: int) -> dict[int, float]:
+    """Time of each rounded turn's middle: halfway between where the signal crosses `depth` (a share of the
+    smaller neighbouring swing) below the reversal on either side.
+
+    A slow, round turn (a pendulum at the end of its swing) is nearly flat for several samples, so its
+    highest sample is decided by noise; the crossings just below it lie on the steeper flanks and are
+    measured well. Turns closer than `min_samples` to a neighbouring reversal have too few samples to
+    say more than their extreme does and are left out.
+    """
+    x = np.asarray(values, dtype=float)
+    ends = np.concatenate([[0], reversals, [x.size - 1]])
+    out: dict[int, float] = {}
+    for before, i, after in zip(ends[:-2], reversals, ends[2:]):
+        if i - before < min_samples or after - i < min_samples:
+            continue
+        if x[i] >= max(x[before], x[after]):
+            y = x
+        elif x[i] <= min(x[before], x[after]):
+            y = -x  # a trough, turned into a peak
+        else:
+            continue
+        swing = min(y[i] - y[before : i + 1].min(), y[i] - y[i : after + 1].min())
+        if swing <= 0:
+            continue
+        level = y[i] - depth * swing
+        left = before + int(np.flatnonzero(y[before:i] <= level)[-1])  # last sample below, then above
+        right = i + int(np.flatnonzero(y[i : after + 1] <= level)[0])  # first sample below again
+        out[int(i)] = (_crossing(times, y, left, left + 1, level) + _crossing(times, y, right - 1, right, level)) / 2
+    return out
+
+
+def _crossing(times: np.ndarray, y: np.ndarray, a: int, b: int, level: float) -> float:
+    """Time between samples a and b where the straight line between them passes `level`."""
+    share = (y[a] - level) / (y[a] - y[b]) if y[a] != y[b] else 0.0
+    return float(times[a] + share * (times[b] - times[a]))
