@@ -5,6 +5,10 @@ rendered with `autofunscript synth` for each preset, plus the real clips in ../s
 the reference scripts in bench/references. Rendered clips are cached in bench/cache/accuracy, so reruns
 only pay for generate. Prints a table per preset and per real clip and writes JSON.
 
+A real clip's reference sidecar (bench/references/NAME.json) also gives each reversal's sub-frame time; the
+real rows add `within_frame_of_subframe`: the share of those reversals whose nearest same-kind reversal in the
+generated script lies within one frame (the sidecar's frame step) of that time.
+
     python bench/accuracy.py --method flow [--presets easy,hard] [--scripts real_01,real_05] [--json out.json]
 """
 
@@ -84,6 +88,22 @@ def run_case(name: str, video: Path, truth: Path, method: str, out_dir: Path, ex
     return row
 
 
+def within_frame_of_subframe(script: Path, sidecar: Path) -> float | None:
+    """Share of the reference's sub-frame reversal times matched within one frame (see the docstring)."""
+    if not sidecar.exists():
+        return None
+    reference = json.loads(sidecar.read_text())
+    generated = read_funscript(script)
+    found = find_reversals(generated.pos.astype(float), 10)
+    hits = []
+    for reversal in reference["reversals"]:
+        kind = 1 if reversal["kind"] == "peak" else -1
+        times_ms = generated.at[found.index[found.kind == kind]]
+        error = np.abs(times_ms - 1000 * reversal["t_s"]).min() if times_ms.size else np.inf
+        hits.append(error <= 1000 * reference["frame_step_s"])
+    return float(np.mean(hits)) if hits else None
+
+
 def summarise(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
     summary = {"cases": len(rows), "failed": len(rows) - len(ok),
@@ -155,9 +175,12 @@ def main() -> None:
             video = SHARED / "videos" / f"{ref.stem}.mp4"
             if video.exists():
                 row = run_case(f"real-{ref.stem}", video, ref, args.method, out_dir, extra)
+                if "error" not in row:
+                    row["within_frame_of_subframe"] = within_frame_of_subframe(out_dir / f"{row['case']}.funscript",
+                                                                               ref.with_suffix(".json"))
                 real_rows.append(row)
-                print(f"{row['case']:24s} " + (row.get("error") or " ".join(f"{k}={fmt(row.get(k))}" for k in METRICS)),
-                      flush=True)
+                print(f"{row['case']:24s} " + (row.get("error") or " ".join(
+                    f"{k}={fmt(row.get(k))}" for k in (*METRICS, "within_frame_of_subframe"))), flush=True)
 
     summaries = {preset: summarise(rows) for preset, rows in per_preset.items()}
     print_table(f"method={args.method}, per preset (means over {len(scripts)} scripts, seed {args.seed})", summaries)
