@@ -66,10 +66,10 @@ def test_centred_turns_time_a_noisy_pendulum_within_a_frame():
 def test_centred_turns_leave_fast_strokes_and_sharp_symmetric_turns_alone():
     fps = 30.0
     t = np.arange(0, 10, 1 / fps) * 1000.0
-    fast = 50 + 40 * np.sign(np.sin(2 * np.pi * 2.5 * t / 1000.0 + 0.3)) * np.abs(np.sin(2 * np.pi * 2.5 * t / 1000.0 + 0.3))
+    fast = 50 + 40 * np.sin(2 * np.pi * 2.5 * t / 1000.0 + 0.3)  # turns 6 frames apart
     assert np.array_equal(to_actions(t, fast, PostSettings())[0], to_actions(t, fast, PostSettings(), True)[0])
     # a slow triangle wave with its corners on frames: the middle between the flanks is the corner
-    triangle = 50 + 40 * (2 * np.abs(((t / 1000.0) / 2.0) % 1 - 0.5) * 2 - 1)
+    triangle = 50 + 40 * (4 * np.abs((t / 2000.0) % 1 - 0.5) - 1)
     at, pos = to_actions(t, triangle, PostSettings(), centre_turns=True)
     rev = find_reversals(pos.astype(float), 10)
     corners = at[rev.index][1:-1]  # the ends are the clip's

@@ -64,8 +64,8 @@ def find_reversals(values: np.ndarray, min_swing: float) -> Reversals:
 
 def turn_centres(times: np.ndarray, values: np.ndarray, reversals: np.ndarray, depth: float,
                  min_samples: int) -> dict[int, float]:
-    """Time of each rounded turn's middle: halfway between where the signal crosses `depth` (a share of the
-    smaller neighbouring swing) below the reversal on either side.
+    """Time of each turn's middle: halfway between where the signal crosses `depth` (a share of the smaller
+    neighbouring swing) below the reversal on either side.
 
     A slow, round turn (a pendulum at the end of its swing) is nearly flat for several samples, so its
     highest sample is decided by noise; the crossings just below it lie on the steeper flanks and are

@@ -16,7 +16,7 @@ KNEE = 0.05  # share of the range at each end where local_normalise bends onto t
 # as a share of the smaller swing; only turns with this many frames to either neighbouring reversal; moved
 # at most this many frames. Measured over the accuracy suite: reversals within one frame of the pendulums'
 # sub-frame reference times 67 -> 88 % (pair), 89 -> 94 % (green clock), 14 -> 57 % (pocket watch);
-# synthetic presets within 0.004 of before (a longer shift moves the reversal of a hold into the hold).
+# synthetic presets within 0.005 of before (a longer shift moves the reversal of a hold into the hold).
 TURN_DEPTH = 0.07
 TURN_MIN_FRAMES = 8
 TURN_MAX_SHIFT_FRAMES = 2
