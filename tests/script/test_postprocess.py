@@ -9,6 +9,7 @@ from autofunscript.script.postprocess import (
     limit_speed,
     local_normalise,
     robust_normalise,
+    soft_clip,
     speeds,
     to_actions,
     tune,
@@ -61,6 +62,22 @@ def test_centred_turns_time_a_noisy_pendulum_within_a_frame():
     assert np.mean(plain > frame_ms / 2) > 0.3  # the noise does move the highest sample
     assert centred.max() < frame_ms / 2
     assert centred.mean() < 0.5 * plain.mean()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_centred_turns_are_not_read_early_from_a_flat_rounded_top(seed):
+    # a slow swing fitted to the full range: its tips sit in soft_clip's knee, where a few frames round to
+    # the same position as the turn, and a reader of the script takes the first action of a flat top
+    fps, period_s, phase = 30.0, 1.6, 0.37
+    t = np.arange(0, 20, 1 / fps) * 1000.0
+    u = 0.5 + 0.5 * np.cos(2 * np.pi * (t / 1000.0 - phase / fps) / period_s)
+    x = 100 * soft_clip(u) + np.random.default_rng(seed).normal(0, 0.3, t.size)
+    true_peaks = (np.arange(1, 13) * period_s + phase / fps) * 1000.0
+    at, pos = to_actions(t, x, PostSettings(), centre_turns=True)
+    rev = find_reversals(pos.astype(float), 10)
+    peaks = at[rev.index[rev.kind == 1]][1:]
+    assert len(peaks) == true_peaks.size
+    assert np.abs(peaks - true_peaks).max() < 1000.0 / fps / 2
 
 
 def test_centred_turns_leave_fast_strokes_and_sharp_symmetric_turns_alone():

@@ -15,8 +15,8 @@ KNEE = 0.05  # share of the range at each end where local_normalise bends onto t
 # Timing round turns from a dense per-frame signal (see turn_centres): crossings this far below the turn,
 # as a share of the smaller swing; only turns with this many frames to either neighbouring reversal; moved
 # at most this many frames. Measured over the accuracy suite: reversals within one frame of the pendulums'
-# sub-frame reference times 67 -> 88 % (pair), 89 -> 94 % (green clock), 14 -> 57 % (pocket watch);
-# synthetic presets within 0.005 of before (a longer shift moves the reversal of a hold into the hold).
+# sub-frame reference times 67 -> 92 % (pair), 89 -> 100 % (green clock), 14 -> 57 % (pocket watch), with
+# _flat_lead_ins; synthetic presets within 0.005 of before (a longer shift moves a hold's reversal into it).
 TURN_DEPTH = 0.07
 TURN_MIN_FRAMES = 8
 TURN_MAX_SHIFT_FRAMES = 2
@@ -177,7 +177,27 @@ def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
     at = np.rint(times).astype(np.int64)
     p = np.clip(np.rint(pos[kept]), 0, 100).astype(np.int64)
     unique = np.append(np.diff(at) > 0, True)
+    if centre_turns and pos.size > 1:
+        unique &= ~_flat_lead_ins(times_ms, kept, p, reversals)
     return at[unique], p[unique]
+
+
+def _flat_lead_ins(times_ms: np.ndarray, kept: np.ndarray, p: np.ndarray, reversals: np.ndarray) -> np.ndarray:
+    """Kept points just before a reversal (within the reach of turn centring) that round to its position.
+
+    A reversal reads at the first action of a flat top, so such a point would put the turn up to two frames
+    early again; without it the line from the point before runs straight to the reversal. Further back a
+    flat run is a hold, which keeps its start.
+    """
+    frame = float(np.median(np.diff(times_ms)))
+    reach = (TURN_MAX_SHIFT_FRAMES + 0.5) * frame  # half a frame of slack for timestamp rounding
+    lead_in = np.zeros(kept.size, bool)
+    for n in np.flatnonzero(np.isin(kept, reversals)):
+        m = n - 1
+        while m > 0 and p[m] == p[n] and times_ms[kept[n]] - times_ms[kept[m]] <= reach:
+            lead_in[m] = True
+            m -= 1
+    return lead_in
 
 
 def speeds(at_ms: np.ndarray, pos: np.ndarray) -> np.ndarray:
