@@ -4,6 +4,7 @@ import pytest
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.postprocess import (
     PostSettings,
+    _picture_interval,
     drop_quick_wiggles,
     finish,
     limit_speed,
@@ -78,6 +79,20 @@ def test_centred_turns_are_not_read_early_from_a_flat_rounded_top(seed):
     peaks = at[rev.index[rev.kind == 1]][1:]
     assert len(peaks) == true_peaks.size
     assert np.abs(peaks - true_peaks).max() < 1000.0 / fps / 2
+
+
+def test_picture_interval_counts_repeated_frames_once():
+    # turn centring may move a turn two pictures; a 25 fps picture stored at 50 fps repeats every frame
+    rng = np.random.default_rng(2)
+    t50 = np.arange(0, 10, 1 / 50.0) * 1000.0
+    picture = 50 + 45 * np.cos(2 * np.pi * np.floor(t50 / 40.0) * 40.0 / 2000.0)
+    repeated = picture + np.repeat(rng.normal(0, 0.8, t50.size // 2), 2) + rng.normal(0, 0.02, t50.size)
+    assert _picture_interval(t50, repeated) == pytest.approx(40.0, rel=0.05)
+    t30 = np.arange(0, 10, 1 / 30.0) * 1000.0
+    moving = 50 + 45 * np.cos(2 * np.pi * t30 / 2000.0) + rng.normal(0, 0.8, t30.size)
+    assert _picture_interval(t30, moving) == pytest.approx(1000.0 / 30.0)
+    still = 50 + rng.normal(0, 0.8, t30.size)  # nothing but noise: no pattern of repeats either
+    assert _picture_interval(t30, still) == pytest.approx(1000.0 / 30.0)
 
 
 def test_centred_turns_leave_fast_strokes_and_sharp_symmetric_turns_alone():

@@ -14,12 +14,14 @@ DENSE_STEP_MS = 10.0
 KNEE = 0.05  # share of the range at each end where local_normalise bends onto the limit (see soft_clip)
 # Timing round turns from a dense per-frame signal (see turn_centres): crossings this far below the turn,
 # as a share of the smaller swing; only turns with this many frames to either neighbouring reversal; moved
-# at most this many frames. Measured over the accuracy suite: reversals within one frame of the pendulums'
-# sub-frame reference times 67 -> 92 % (pair), 89 -> 100 % (green clock), 14 -> 57 % (pocket watch), with
-# _flat_lead_ins; synthetic presets within 0.005 of before (a longer shift moves a hold's reversal into it).
+# at most this many frames of the picture (see _picture_interval). Measured over the accuracy suite, with
+# _flat_lead_ins: reversals within one frame of the pendulums' sub-frame reference times 67 -> 92 % (pair),
+# 89 -> 100 % (green clock), 14 -> 71 % (pocket watch); synthetic presets within 0.005 of before (a longer
+# shift moves a hold's reversal into the hold).
 TURN_DEPTH = 0.07
 TURN_MIN_FRAMES = 8
 TURN_MAX_SHIFT_FRAMES = 2
+REPEATED_FRAMES_SHARE = 0.4  # see _picture_interval
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,8 @@ def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
         keep[a : b + 1] |= seg
     kept = np.flatnonzero(keep)
     times = times_ms[kept].astype(float)
-    if centre_turns and pos.size > 1:
-        frame = float(np.median(np.diff(times_ms)))
+    frame = _picture_interval(times_ms, pos) if centre_turns and pos.size > 1 else None
+    if frame:
         centres = turn_centres(times_ms, pos, reversals, TURN_DEPTH, TURN_MIN_FRAMES)
         for n in np.flatnonzero(np.isin(kept, list(centres))):
             # stays within reach of its own frame and half a frame clear of the kept points beside it
@@ -177,19 +179,36 @@ def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
     at = np.rint(times).astype(np.int64)
     p = np.clip(np.rint(pos[kept]), 0, 100).astype(np.int64)
     unique = np.append(np.diff(at) > 0, True)
-    if centre_turns and pos.size > 1:
-        unique &= ~_flat_lead_ins(times_ms, kept, p, reversals)
+    if frame:
+        unique &= ~_flat_lead_ins(times_ms, kept, p, reversals, frame)
     return at[unique], p[unique]
 
 
-def _flat_lead_ins(times_ms: np.ndarray, kept: np.ndarray, p: np.ndarray, reversals: np.ndarray) -> np.ndarray:
+def _picture_interval(times_ms: np.ndarray, pos: np.ndarray) -> float:
+    """How often the picture changes, in ms: one frame, or more where the video repeats its frames (a 25 fps
+    picture stored at 50 fps), so that the limits on moving a turn count pictures, not repeats.
+
+    A repeated frame barely moves the signal next to the frames around it. Measured share of moves under a
+    fifth of the larger neighbouring move: 0-0.27 over the accuracy suite, 0.49 on the pocket watch (every
+    other frame a repeat).
+    """
+    frame = float(np.median(np.diff(times_ms)))
+    moves = np.abs(np.diff(pos))
+    if moves.size < 3:
+        return frame
+    larger_neighbour = np.maximum(moves[:-2], moves[2:])
+    repeats = float(np.mean(moves[1:-1] < 0.2 * larger_neighbour))
+    return frame / (1.0 - repeats) if repeats > REPEATED_FRAMES_SHARE else frame
+
+
+def _flat_lead_ins(times_ms: np.ndarray, kept: np.ndarray, p: np.ndarray, reversals: np.ndarray,
+                   frame: float) -> np.ndarray:
     """Kept points just before a reversal (within the reach of turn centring) that round to its position.
 
     A reversal reads at the first action of a flat top, so such a point would put the turn up to two frames
     early again; without it the line from the point before runs straight to the reversal. Further back a
     flat run is a hold, which keeps its start.
     """
-    frame = float(np.median(np.diff(times_ms)))
     reach = (TURN_MAX_SHIFT_FRAMES + 0.5) * frame  # half a frame of slack for timestamp rounding
     lead_in = np.zeros(kept.size, bool)
     for n in np.flatnonzero(np.isin(kept, reversals)):
