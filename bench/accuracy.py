@@ -5,6 +5,9 @@ rendered with `autofunscript synth` for each preset, plus the real clips in ../s
 the reference scripts in bench/references. Rendered clips are cached in bench/cache/accuracy, so reruns
 only pay for generate. Prints a table per preset and per real clip and writes JSON.
 
+`mae_playable` is the MAE against the reference passed through generate's default speed limit (what a
+device can play of it), beside `mae` against the reference as written.
+
 A real clip's reference sidecar (bench/references/NAME.json) also gives each reversal's sub-frame time; the
 real rows add `within_frame_of_subframe`: the share of those reversals whose nearest same-kind reversal in the
 generated script lies within one frame (the sidecar's frame step) of that time.
@@ -26,7 +29,8 @@ import numpy as np
 
 from autofunscript.script.evaluate import evaluate
 from autofunscript.script.extrema import find_reversals
-from autofunscript.script.funscript import read_funscript
+from autofunscript.script.funscript import Funscript, read_funscript
+from autofunscript.script.postprocess import PostSettings, finish
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -34,7 +38,7 @@ CACHE = ROOT / "bench" / "cache" / "accuracy"
 REFERENCES = ROOT / "bench" / "references"
 PRESETS = ("easy", "medium", "hard", "cuts", "vr")
 SEGMENT_S = 60.0
-METRICS = ("extrema_f1", "pearson", "mae", "shift_ms", "amplitude_error")
+METRICS = ("extrema_f1", "pearson", "mae", "mae_playable", "shift_ms", "amplitude_error")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -83,9 +87,17 @@ def run_case(name: str, video: Path, truth: Path, method: str, out_dir: Path, ex
     if done.returncode != 0:
         row["error"] = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
         return row
-    result = evaluate(read_funscript(out), read_funscript(truth)).to_dict()
-    row.update(result)
+    generated, reference = read_funscript(out), read_funscript(truth)
+    row.update(evaluate(generated, reference).to_dict())
+    row["mae_playable"] = evaluate(generated, playable(reference)).mae
     return row
+
+
+def playable(reference: Funscript) -> Funscript:
+    """The reference as a device can play it: through generate's default speed limit (400 pos/s). Many
+    hand-made scripts are faster in places, and generate limits its own output the same way."""
+    at, pos, _ = finish(reference.at, reference.pos, PostSettings())
+    return Funscript(at=at, pos=pos)
 
 
 def within_frame_of_subframe(script: Path, sidecar: Path) -> float | None:
