@@ -10,7 +10,8 @@ device can play of it), beside `mae` against the reference as written.
 
 A real clip's reference sidecar (bench/references/NAME.json) also gives each reversal's sub-frame time; the
 real rows add `within_frame_of_subframe`: the share of those reversals whose nearest same-kind reversal in the
-generated script lies within one frame (the sidecar's frame step) of that time.
+generated script lies within one frame (the sidecar's frame step) of that time, and `count` beside `count_ref`:
+the generated script's count of what the reference counts (push-ups, swings...; see counts()).
 
     python bench/accuracy.py --method flow [--presets easy,hard] [--scripts real_01,real_05] [--json out.json]
 """
@@ -39,6 +40,7 @@ REFERENCES = ROOT / "bench" / "references"
 PRESETS = ("easy", "medium", "hard", "cuts", "vr")
 SEGMENT_S = 60.0
 METRICS = ("extrema_f1", "pearson", "mae", "mae_playable", "shift_ms", "amplitude_error")
+REAL_COUNTS = ("count", "count_ref", "steps", "steps_ref")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -116,6 +118,25 @@ def within_frame_of_subframe(script: Path, sidecar: Path) -> float | None:
     return float(np.mean(hits)) if hits else None
 
 
+def counts(script: Path, sidecar: Path) -> dict:
+    """The generated script's count of what the reference counts (its interior peaks or troughs, as the
+    sidecar's `count_of` says; a script's first and last action are not turns), beside the reference's.
+    A sidecar that also records steps of a secondary motion (the treadmill's bounce: one low per step)
+    gets the script's interior troughs beside that count too."""
+    if not sidecar.exists():
+        return {}
+    reference = json.loads(sidecar.read_text())
+    pos = read_funscript(script).pos.astype(float)
+    found = find_reversals(pos, 10)
+    interior = (found.index > 0) & (found.index < pos.size - 1)
+    peaks, troughs = int((interior & (found.kind > 0)).sum()), int((interior & (found.kind < 0)).sum())
+    row = {"count": peaks if reference["count_of"] == "peaks" else troughs, "count_ref": reference["count"],
+           "count_name": reference["count_name"]}
+    if "steps" in reference.get("secondary", {}):
+        row.update(steps=troughs, steps_ref=reference["secondary"]["steps"])
+    return row
+
+
 def summarise(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
     summary = {"cases": len(rows), "failed": len(rows) - len(ok),
@@ -190,9 +211,11 @@ def main() -> None:
                 if "error" not in row:
                     row["within_frame_of_subframe"] = within_frame_of_subframe(out_dir / f"{row['case']}.funscript",
                                                                                ref.with_suffix(".json"))
+                    row.update(counts(out_dir / f"{row['case']}.funscript", ref.with_suffix(".json")))
                 real_rows.append(row)
                 print(f"{row['case']:24s} " + (row.get("error") or " ".join(
-                    f"{k}={fmt(row.get(k))}" for k in (*METRICS, "within_frame_of_subframe"))), flush=True)
+                    f"{k}={fmt(row.get(k))}" for k in (*METRICS, "within_frame_of_subframe", *REAL_COUNTS))),
+                      flush=True)
 
     summaries = {preset: summarise(rows) for preset, rows in per_preset.items()}
     print_table(f"method={args.method}, per preset (means over {len(scripts)} scripts, seed {args.seed})", summaries)

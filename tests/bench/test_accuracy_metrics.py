@@ -39,3 +39,18 @@ def test_playable_reference_keeps_to_the_device_speed_limit():
     assert speeds(limited.at, limited.pos).max() <= 400 + 1e-9
     slow = Funscript(at=np.arange(0, 5000, 500), pos=np.where(np.arange(10) % 2, 100, 0))
     assert np.array_equal(accuracy.playable(slow).pos, slow.pos)
+
+
+def test_counts_compare_the_referenced_kind_of_turn_and_leave_out_the_ends(tmp_path):
+    sidecar = tmp_path / "clip.json"
+    sidecar.write_text(json.dumps({"count": 4, "count_of": "troughs", "count_name": "push-ups",
+                                   "secondary": {"steps": 5}}))
+    script = tmp_path / "clip.funscript"
+    # starts and ends low: those ends are not push-ups; two interior troughs, three interior peaks
+    write_funscript(Funscript(at=np.arange(0, 7000, 1000), pos=np.array([0, 100, 10, 90, 5, 95, 20])), script)
+    assert accuracy.counts(script, sidecar) == {"count": 2, "count_ref": 4, "count_name": "push-ups",
+                                                "steps": 2, "steps_ref": 5}
+    peaks = tmp_path / "peaks.json"
+    peaks.write_text(json.dumps({"count": 3, "count_of": "peaks", "count_name": "swings"}))
+    assert accuracy.counts(script, peaks) == {"count": 3, "count_ref": 3, "count_name": "swings"}
+    assert accuracy.counts(script, tmp_path / "missing.json") == {}
