@@ -25,7 +25,7 @@ from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.keyframe import (JUMPY_SHARE, MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, BandTrack, choose_axis,
-                                           moves_with, structure_tensors, track_band, visible_share,
+                                           mend_from_flow, moves_with, structure_tensors, track_band, visible_share,
                                            without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, crossfade, frame_rate
 from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window
@@ -160,7 +160,7 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         # flow (it matched something else, e.g. the other face of a twisting object)
         band = tracked.displacement
         if tracked.seen >= MIN_BAND_SEEN and tracked.jumps <= JUMPY_SHARE and moves_with(band, position):
-            return fit_range(band, fps, options, depth_measured=True), ws
+            return fit_range(mend_from_flow(band, position), fps, options, depth_measured=True), ws
         position = along_the_path(grids, ws, fps, options.drift_cutoff_hz, roi_mask=roi_mask)
     return fit_range(position, fps, options), ws
 

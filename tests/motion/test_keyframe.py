@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import (camera_chain, choose_axis, jump_share, moves_with, structure_tensors,
-                                           track_band, visible_share, without_aperture_noise,
-                                           without_excursions)
+from autofunscript.motion.keyframe import (camera_chain, choose_axis, jump_share, mend_from_flow, moves_with,
+                                           structure_tensors, suppress_spikes, track_band, visible_share,
+                                           without_aperture_noise, without_excursions)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -165,3 +165,22 @@ def test_a_brief_excursion_is_bridged_and_real_motion_kept():
     assert np.abs(bridged - ramp).max() < 1.0
     step = np.where(t < 2, 0.0, 30.0) + ramp  # the subject really moves away and stays: not an excursion
     assert np.array_equal(without_excursions(step), step)
+
+
+def test_a_frame_the_band_mismatched_at_few_samples_per_stroke_is_taken_from_the_flow():
+    fps = 10.0  # arm circles: about five frames a cycle, so every frame moves far
+    t = np.arange(0, 6, 1 / fps)
+    truth = 10 * np.sin(2 * np.pi * 2.1 * t)
+    rng = np.random.default_rng(3)
+    band = truth + rng.normal(0, 0.3, t.size)
+    spoilt = band.copy()
+    spoilt[11] = truth[11] + 12  # matched on something else: as far off as a whole stroke
+    assert abs(suppress_spikes(spoilt)[11] - truth[11]) > 5  # its own neighbourhood moves as far
+    # the flow: too short a stroke, wandering, with a step where one frame's flow was wrong
+    flow = 0.6 * truth + 3 * np.sin(np.linspace(0, 2, t.size)) + np.where(t > 3, 4.0, 0.0)
+    mended = mend_from_flow(spoilt, flow)
+    assert abs(mended[11] - truth[11]) < 2.0
+    others = np.arange(t.size) != 11
+    assert np.array_equal(mended[others], spoilt[others])  # the frames the band got right are its own
+    assert np.array_equal(mend_from_flow(band, flow), band)  # nothing mismatched: nothing changes
+    assert np.array_equal(mend_from_flow(spoilt, -flow), spoilt)  # a flow running the other way says nothing

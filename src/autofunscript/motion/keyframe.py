@@ -303,6 +303,39 @@ def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
     return np.where(outlier, median, x)
 
 
+def mend_from_flow(band: np.ndarray, flow: np.ndarray, half: int = 3, k: float = 4.0) -> np.ndarray:
+    """The band with frames it mismatched on its own taken from the flow.
+
+    At a few samples per stroke (arm circles filmed at 10 fps) every frame moves far, so a mismatched frame
+    does not stand out of the band's own neighbourhood (suppress_spikes). Beside the flow scaled to the
+    band it does: the difference of the two is slow where both follow the subject (the flow's speed-
+    dependent underestimate, its drift), and a flow error integrates into a step, not a spike.
+    """
+    # the scale from frame-to-frame moves: the flow's wander and steps hardly touch them
+    flow_moves, band_moves = np.diff(flow), np.diff(band)
+    power = float(flow_moves @ flow_moves)
+    gain = float(flow_moves @ band_moves) / power if power > 0 else 0.0
+    if gain <= 0:
+        return band
+    follows = gain * flow
+    residual = band - follows
+    cleaned = suppress_spikes(residual, half, k)
+    # only a single frame off, standing out of both its neighbours, that makes the band turn there (a false
+    # reversal pair); where several frames differ together the two disagree about the stroke's shape (a
+    # sharp turn the flow rounds off), not about one match
+    away = residual - cleaned
+    direction = np.sign(away)
+
+    def stands_out(x: np.ndarray, margin: np.ndarray) -> np.ndarray:
+        padded = np.pad(x, 1, mode="edge")
+        before, after = x - padded[:-2], x - padded[2:]
+        return ((np.sign(before) == direction) & (np.sign(after) == direction)
+                & (np.minimum(np.abs(before), np.abs(after)) > margin))
+
+    mismatched = (away != 0) & stands_out(residual, np.abs(away) / 2) & stands_out(band, 0.0)
+    return np.where(mismatched, cleaned + follows, band)
+
+
 def _jumps(x: np.ndarray) -> np.ndarray:
     """Which frame-to-frame moves jump (see jump_share)."""
     moves = np.abs(np.diff(x))
