@@ -35,8 +35,10 @@ def whole_frame_script(clip: Path) -> Funscript:
     with open_video(clip) as stream:
         fps = stream.info.fps or 30.0
         for frame in stream.frames(width=320):
-            # image y grows downwards; upward motion raises the position
-            upward.append(-float(flow.calc(previous, frame.image, None)[..., 1].mean()) if previous is not None else 0.0)
+            if previous is None:
+                upward.append(0.0)
+            else:  # image y grows downwards; upward motion raises the position
+                upward.append(-float(flow.calc(previous, frame.image, None)[..., 1].mean()))
             previous = frame.image
             times.append(frame.time_s)
     options = GenerateOptions()
@@ -61,7 +63,8 @@ def main() -> None:
             clip = render(script, preset, args.seed)
             result = evaluate(whole_frame_script(clip), read_funscript(clip.with_suffix(".funscript")))
             scores.append((result.extrema_f1, result.pearson))
-            print(f"{preset}-{script.stem:10s} extrema_f1={result.extrema_f1:.3f} pearson={result.pearson:.3f}", flush=True)
+            print(f"{preset}-{script.stem:10s} extrema_f1={result.extrema_f1:.3f} pearson={result.pearson:.3f}",
+                  flush=True)
         f1, r = np.mean(scores, axis=0)
         print(f"{preset}: naive whole-frame flow over {len(scores)} clips: F1 {f1:.3f}, Pearson {r:.3f}", flush=True)
 

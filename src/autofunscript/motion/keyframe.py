@@ -320,19 +320,24 @@ def mend_from_flow(band: np.ndarray, flow: np.ndarray, half: int = 3, k: float =
     follows = gain * flow
     residual = band - follows
     cleaned = suppress_spikes(residual, half, k)
-    # only a single frame off, standing out of both its neighbours, that makes the band turn there (a false
-    # reversal pair); where several frames differ together the two disagree about the stroke's shape (a
-    # sharp turn the flow rounds off), not about one match
+    # Only a single frame off, standing out of both its neighbours, that makes the band turn where the flow
+    # does not turn that way: a false reversal pair. Where several frames differ together, or the flow turns
+    # there too, the two disagree about the stroke's shape (a sharp turn the flow rounds off), not about a match.
     away = residual - cleaned
     direction = np.sign(away)
 
-    def stands_out(x: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    def steps_to(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         padded = np.pad(x, 1, mode="edge")
-        before, after = x - padded[:-2], x - padded[2:]
+        return x - padded[:-2], x - padded[2:]
+
+    def stands_out(x: np.ndarray, margin: np.ndarray | float) -> np.ndarray:
+        before, after = steps_to(x)
         return ((np.sign(before) == direction) & (np.sign(after) == direction)
                 & (np.minimum(np.abs(before), np.abs(after)) > margin))
 
-    mismatched = (away != 0) & stands_out(residual, np.abs(away) / 2) & stands_out(band, 0.0)
+    flow_before, flow_after = steps_to(flow)
+    flow_turns_too = (np.sign(flow_before) != -direction) & (np.sign(flow_after) != -direction)
+    mismatched = (away != 0) & stands_out(residual, np.abs(away) / 2) & stands_out(band, 0.0) & ~flow_turns_too
     return np.where(mismatched, cleaned + follows, band)
 
 
