@@ -32,6 +32,7 @@ from autofunscript.script.evaluate import evaluate
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.funscript import Funscript, read_funscript
 from autofunscript.script.postprocess import PostSettings, finish
+from autofunscript.script.stats import DEFAULT_MIN_SWING
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -108,7 +109,7 @@ def within_frame_of_subframe(script: Path, sidecar: Path) -> float | None:
         return None
     reference = json.loads(sidecar.read_text())
     generated = read_funscript(script)
-    found = find_reversals(generated.pos.astype(float), 10)
+    found = find_reversals(generated.pos.astype(float), DEFAULT_MIN_SWING)
     hits = []
     for reversal in reference["reversals"]:
         kind = 1 if reversal["kind"] == "peak" else -1
@@ -127,7 +128,7 @@ def counts(script: Path, sidecar: Path) -> dict:
         return {}
     reference = json.loads(sidecar.read_text())
     pos = read_funscript(script).pos.astype(float)
-    found = find_reversals(pos, 10)
+    found = find_reversals(pos, DEFAULT_MIN_SWING)
     interior = (found.index > 0) & (found.index < pos.size - 1)
     peaks, troughs = int((interior & (found.kind > 0)).sum()), int((interior & (found.kind < 0)).sum())
     row = {"count": peaks if reference["count_of"] == "peaks" else troughs, "count_ref": reference["count"],

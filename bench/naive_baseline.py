@@ -22,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import main_scripts, render  # noqa: E402
 
 from autofunscript.motion.signal import _highpass  # noqa: E402
-from autofunscript.pipeline import LOCAL_RANGE_S, DenseSignal, GenerateOptions, dense_to_script  # noqa: E402
+from autofunscript.pipeline import DenseSignal, GenerateOptions, dense_to_script, fit_range  # noqa: E402
 from autofunscript.script.evaluate import evaluate  # noqa: E402
 from autofunscript.script.funscript import Funscript, read_funscript  # noqa: E402
-from autofunscript.script.postprocess import local_normalise  # noqa: E402
 from autofunscript.video.stream import open_video  # noqa: E402
 
 
@@ -42,8 +41,7 @@ def whole_frame_script(clip: Path) -> Funscript:
             previous = frame.image
             times.append(frame.time_s)
     options = GenerateOptions()
-    position = local_normalise(_highpass(np.cumsum(upward), fps, options.drift_cutoff_hz), *options.post.range,
-                               round(LOCAL_RANGE_S * fps))
+    position = fit_range(_highpass(np.cumsum(upward), fps, options.drift_cutoff_hz), fps, options)
     at, pos, _ = dense_to_script(DenseSignal(np.asarray(times), position, {}), options.post)
     return Funscript(at=at, pos=pos)
 
