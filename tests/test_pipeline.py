@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from autofunscript import __version__
+from autofunscript import __version__, pipeline
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import MotionSample
 from autofunscript.motion.segments import Windower
@@ -331,6 +331,28 @@ def test_shallow_strokes_stay_shallow_beside_deep_ones(tmp_path):
         swing[name] = np.percentile(inside, 95) - np.percentile(inside, 5)
     assert swing["deep"] > 80
     assert 0.2 < swing["shallow"] / swing["deep"] < 0.45
+
+
+def test_the_direction_search_is_skipped_where_the_flow_direction_never_loses_the_subject(clip, monkeypatch):
+    # tracked along the flow's direction the block never jumps, so no other direction could be chosen: the
+    # search for one (most of a window's matching) is not run and the block is tracked once
+    searches, tracks = [], []
+    real_search, real_track = pipeline.choose_axis, pipeline.track_band
+
+    def counted_search(*args, **kwargs):
+        searches.append(args)
+        return real_search(*args, **kwargs)
+
+    def counted_track(*args, **kwargs):
+        tracks.append(real_track(*args, **kwargs))
+        return tracks[-1]
+
+    monkeypatch.setattr(pipeline, "choose_axis", counted_search)
+    monkeypatch.setattr(pipeline, "track_band", counted_track)
+    score = evaluate(generate(clip.path).script, clip.truth())
+    assert len(tracks) == 1 and tracks[0].jumps == 0
+    assert searches == []
+    assert score.pearson_signed > 0.9
 
 
 # ----------------------------------------------------------------------------------------------

@@ -139,22 +139,24 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
             height, width = images.shape[1:]
             inside = cv2.resize(roi_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
             images = images * inside
-        # the flow found where the subject moves; its axis and position are then measured against the
-        # window's first frame, which needs no integration and so cannot drift
-        axis = choose_axis(images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0)
 
         def track(along: tuple[float, float]) -> BandTrack:
             return track_band(images, window.cameras, ws.roi_weight, along, FLOW_CELL,
                               rekey_every=max(1, int(REKEY_S * fps)))
 
-        tracked = track(axis)
-        if abs(float(np.dot(axis, ws.axis))) < AXIS_AGREE_COS:
-            # on a noisy picture a wrong direction can explain the sampled frames as well, but tracked
-            # along it the subject is lost now and then: the flow's direction stands unless the other
-            # hardly ever loses the subject, and clearly less often
-            along_flow = track(ws.axis)
-            if tracked.jumps > RETRY_JUMP_SHARE or tracked.jumps >= 0.5 * along_flow.jumps:
-                tracked = along_flow
+        # the flow found where the subject moves; its position is then measured against keyframes, which
+        # needs no integration and so cannot drift. Along the flow's direction first: where that track never
+        # jumps no other direction could win below, so the search for one (most of a window's matching) is skipped.
+        tracked = track(ws.axis)
+        if tracked.jumps > 0:
+            axis = choose_axis(images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0)
+            if abs(float(np.dot(axis, ws.axis))) < AXIS_AGREE_COS:
+                # on a noisy picture a wrong direction can explain the sampled frames as well, but tracked
+                # along it the subject is lost now and then: the flow's direction stands unless the other
+                # hardly ever loses the subject, and clearly less often
+                along_axis = track(axis)
+                if along_axis.jumps <= RETRY_JUMP_SHARE and along_axis.jumps < 0.5 * tracked.jumps:
+                    tracked = along_axis
         # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
         # (jumps), hardly ever saw it change (a subject a few pixels across) or mostly moved against the
         # flow (it matched something else, e.g. the other face of a twisting object)
