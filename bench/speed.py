@@ -16,7 +16,6 @@ Clips are encoded once into bench/cache/.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from decode import CACHE, CLIP_1080, CLIP_SBS, ffmpeg_run, make_clip  # noqa: E4
 import numpy as np  # noqa: E402
 
 from autofunscript.pipeline import GenerateOptions, generate  # noqa: E402
+from autofunscript.script.funscript import Funscript, write_funscript  # noqa: E402
 
 
 def generate_run(path: Path, options: GenerateOptions) -> tuple[float, int]:
@@ -57,15 +57,16 @@ def synth_clip(seconds: int = 60) -> Path:
     if clip.exists():
         return clip
     rng = np.random.default_rng(7)
-    actions, t, high = [{"at": 0, "pos": 10}], 0.0, True
+    times_s, positions, t, high = [0.0], [10.0], 0.0, True
     while t < seconds + 1:
         t += rng.uniform(1.0, 2.5) if rng.random() < 0.05 else rng.uniform(0.35, 1.2)  # now and then a pause
         depth = rng.uniform(30, 60) if rng.random() < 0.2 else rng.uniform(70, 100)
-        actions.append({"at": round(t * 1000), "pos": round(50 + (depth / 2 if high else -depth / 2))})
+        times_s.append(t)
+        positions.append(50 + (depth / 2 if high else -depth / 2))
         high = not high
     script = CACHE / "synth_medium_strokes.funscript"
     CACHE.mkdir(parents=True, exist_ok=True)
-    script.write_text(json.dumps({"actions": actions, "version": "1.0", "inverted": False, "range": 100}))
+    write_funscript(Funscript.from_samples(np.array(times_s) * 1000, np.array(positions)), script, force=True)
     print(f"rendering {clip.name} (once) ...", flush=True)
     subprocess.run([sys.executable, "-m", "autofunscript", "synth", "--script", str(script), "--out", str(clip),
                     "--preset", "medium", "--seed", "1", "--size", "1920x1080", "--duration", str(seconds)],
