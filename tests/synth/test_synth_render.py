@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -94,6 +95,21 @@ def test_same_seed_same_bytes_other_seed_other_video(tmp_path: Path) -> None:
     assert a != c
     frames_a, frames_b = (json.loads((tmp_path / f"{n}.synth.json").read_text())["frames"] for n in "ab")
     assert frames_a == frames_b
+
+
+def test_a_preset_of_ones_own_changes_only_its_nuisance(tmp_path: Path) -> None:
+    # a stock preset with one nuisance off keeps the seed's layout and subject path, so comparing the two
+    # measures what that nuisance costs
+    script = reference()
+    stock, own = tmp_path / "stock.mp4", tmp_path / "own.mp4"
+    render_clip(script, stock, preset="hard", seed=4, size=(160, 90), duration_s=2.0)
+    render_clip(script, own, preset=replace(PRESETS["hard"], name="hard-unoccluded", occluder=False), seed=4,
+                size=(160, 90), duration_s=2.0)
+    sides = [json.loads((tmp_path / f"{n}.synth.json").read_text()) for n in ("stock", "own")]
+    assert [side["preset"] for side in sides] == ["hard", "hard-unoccluded"]
+    assert sides[0]["frames"] == sides[1]["frames"]
+    differs = [np.abs(a.astype(int) - b).mean() for a, b in zip(decode(stock)[0], decode(own)[0])]
+    assert min(differs) > 1.0  # the occluder is gone from every frame, not only from the sidecar
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

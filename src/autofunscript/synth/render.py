@@ -22,7 +22,7 @@ import numpy as np
 
 from autofunscript.errors import AutofunscriptError
 from autofunscript.script.funscript import Funscript, read_funscript, to_json_dict
-from autofunscript.synth.presets import get_preset
+from autofunscript.synth.presets import Preset, get_preset
 from autofunscript.synth.scene import EYE_SIGN, ClipPlan, Layer, lens_maps, plan_clip
 
 log = logging.getLogger("autofunscript")
@@ -196,11 +196,12 @@ def _check_request(script: Funscript, label: str, size: tuple[int, int], fps: fl
     return duration
 
 
-def plan_from_script(script: Funscript, preset: str = "easy", seed: int = 0, size: tuple[int, int] | None = None,
-                     fps: float = 30.0, start_s: float = 0.0, duration_s: float | None = None, vfr: bool = False,
-                     label: str = "script") -> ClipPlan:
-    """In-memory plan (for iter_frames) of a clip that follows `script` from `start_s`."""
-    chosen = get_preset(preset)
+def plan_from_script(script: Funscript, preset: str | Preset = "easy", seed: int = 0,
+                     size: tuple[int, int] | None = None, fps: float = 30.0, start_s: float = 0.0,
+                     duration_s: float | None = None, vfr: bool = False, label: str = "script") -> ClipPlan:
+    """In-memory plan (for iter_frames) of a clip that follows `script` from `start_s`. `preset` is a preset's
+    name or a Preset of one's own (e.g. a stock one with one nuisance turned off, to measure what it costs)."""
+    chosen = preset if isinstance(preset, Preset) else get_preset(preset)
     size = tuple(size) if size else chosen.default_size
     duration = _check_request(script, label, size, fps, start_s, duration_s)
 
@@ -236,10 +237,11 @@ def _temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
-def render_clip(script: Funscript | str | os.PathLike[str], out: str | os.PathLike[str], preset: str = "easy",
+def render_clip(script: Funscript | str | os.PathLike[str], out: str | os.PathLike[str], preset: str | Preset = "easy",
                 seed: int = 0, size: tuple[int, int] | None = None, fps: float = 30.0, start_s: float = 0.0,
                 duration_s: float | None = None, vfr: bool = False, force: bool = False) -> SynthResult:
-    """Render a clip whose subject moves as `script` says (from `start_s`, for `duration_s` or to the end).
+    """Render a clip whose subject moves as `script` says (from `start_s`, for `duration_s` or to the end);
+    `preset` as in plan_from_script.
 
     Writes `out` (mp4), its truth funscript and sidecar JSON; all three appear together at the end
     (temp files renamed), and nothing is overwritten without `force`.
