@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,26 @@ def fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) and abs(value) < 10 else f"{value:.0f}" if isinstance(value, float) else str(value)
 
 
+def print_row(row: dict, keys: tuple[str, ...] = METRICS, width: int = 24) -> None:
+    """One case's line as it finishes: its name, then its metrics or its error."""
+    print(f"{row['case']:{width}s} " + (row.get("error") or " ".join(f"{k}={fmt(row.get(k))}" for k in keys)),
+          flush=True)
+
+
+def run_grouped(groups: list[str], scripts: list[Path], case: Callable[[str, Path], dict],
+                jobs: int) -> dict[str, list[dict]]:
+    """case(group, script) for every group and script, `jobs` at once; the rows per group, in script order.
+
+    Each case is a generate subprocess; with several at once their 'seconds' include the contention."""
+    pairs = [(group, script) for group in groups for script in scripts]
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        rows = list(pool.map(lambda pair: case(*pair), pairs))
+    grouped: dict[str, list[dict]] = {group: [] for group in groups}
+    for (group, _), row in zip(pairs, rows):
+        grouped[group].append(row)
+    return grouped
+
+
 def print_table(title: str, rows: dict[str, dict]) -> None:
     cols = ["cases", "failed", "inverted", *METRICS, "extrema_f1_min", "pearson_min"]
     print(f"\n{title}")
@@ -186,23 +207,15 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     presets = [p for p in args.presets.split(",") if p]
 
-    def case(job: tuple[str, Path]) -> dict:
-        preset, script = job
+    def case(preset: str, script: Path) -> dict:
         clip = render(script, preset, args.seed)
         vr = ["--vr", "sbs"] if preset == "vr" else []
         row = run_case(f"{preset}-{script.stem}", clip, clip.with_suffix(".funscript"), args.method, out_dir,
                        extra + vr)
-        print(f"{row['case']:24s} " + (row.get("error") or " ".join(f"{k}={fmt(row.get(k))}" for k in METRICS)),
-              flush=True)
+        print_row(row)
         return row
 
-    # each case is a generate subprocess; --jobs runs several at once (their 'seconds' then include the contention)
-    jobs = [(preset, script) for preset in presets for script in scripts]
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        rows_in_order = list(pool.map(case, jobs))
-    per_preset: dict[str, list[dict]] = {preset: [] for preset in presets}
-    for (preset, _), row in zip(jobs, rows_in_order):
-        per_preset[preset].append(row)
+    per_preset = run_grouped(presets, scripts, case, args.jobs)
     real_rows = []
     if not args.no_real:
         for ref in sorted(REFERENCES.glob("*.funscript")):
@@ -214,9 +227,7 @@ def main() -> None:
                                                                                ref.with_suffix(".json"))
                     row.update(counts(out_dir / f"{row['case']}.funscript", ref.with_suffix(".json")))
                 real_rows.append(row)
-                print(f"{row['case']:24s} " + (row.get("error") or " ".join(
-                    f"{k}={fmt(row.get(k))}" for k in (*METRICS, "within_frame_of_subframe", *REAL_COUNTS))),
-                      flush=True)
+                print_row(row, (*METRICS, "within_frame_of_subframe", *REAL_COUNTS))
 
     summaries = {preset: summarise(rows) for preset, rows in per_preset.items()}
     print_table(f"method={args.method}, per preset (means over {len(scripts)} scripts, seed {args.seed})", summaries)

@@ -15,14 +15,13 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import (CACHE, METRICS, ROOT, SEGMENT_S, densest_segment, fmt, main_scripts, print_table,  # noqa: E402
-                      render, run_case, summarise)
+from accuracy import (CACHE, ROOT, SEGMENT_S, densest_segment, main_scripts, print_row, print_table,  # noqa: E402
+                      render, run_case, run_grouped, summarise)
 from autofunscript.synth import PRESETS, render_clip  # noqa: E402
 
 HARD = PRESETS["hard"]
@@ -60,18 +59,13 @@ def main() -> None:
     out_dir = CACHE / "out-ablation"
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def case(job: tuple[str, Path]) -> dict:
-        variant, script = job
+    def case(variant: str, script: Path) -> dict:
         clip = clip_for(variant, script, args.seed)
         row = run_case(f"{variant}-{script.stem}", clip, clip.with_suffix(".funscript"), "flow", out_dir, [])
-        print(f"{row['case']:28s} " + (row.get("error") or " ".join(f"{k}={fmt(row.get(k))}" for k in METRICS)),
-              flush=True)
+        print_row(row, width=28)
         return row
 
-    jobs = [(variant, script) for variant in variants for script in scripts]
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        rows = list(pool.map(case, jobs))
-    per_variant = {variant: [row for (v, _), row in zip(jobs, rows) if v == variant] for variant in variants}
+    per_variant = run_grouped(variants, scripts, case, args.jobs)
     summaries = {variant: summarise(r) for variant, r in per_variant.items()}
     print_table(f"hard, one nuisance off at a time (means over {len(scripts)} scripts, seed {args.seed})", summaries)
     args.json.parent.mkdir(parents=True, exist_ok=True)
