@@ -333,6 +333,18 @@ def test_shallow_strokes_stay_shallow_beside_deep_ones(tmp_path):
     assert 0.2 < swing["shallow"] / swing["deep"] < 0.45
 
 
+def test_strokes_near_the_top_stay_near_the_top(tmp_path):
+    # the band measures positions from keyframes on a registered camera path, so a stretch of strokes high up
+    # keeps its level (a window's running middle had pulled them down to the middle of the range)
+    times = cfr_times(12.0)
+    deep = triangle(times, 1.2)
+    positions = np.where(times < 6.0, deep, 60 + 0.4 * deep)
+    script = generate(encode(tmp_path / "high.mp4", render(SIZE, [Block(160, positions)]), times)).script
+    high = script.pos[(script.at >= 7000) & (script.at < 11000)]
+    assert np.percentile(high, 5) > 50  # the strokes' bottoms are at 60 (pulled to the middle: 40)
+    assert np.percentile(high, 95) > 90
+
+
 def test_the_direction_search_is_skipped_where_the_flow_direction_never_loses_the_subject(clip, monkeypatch):
     # tracked along the flow's direction the block never jumps, so no other direction could be chosen: the
     # search for one (most of a window's matching) is not run and the block is tracked once

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import (camera_chain, choose_axis, jump_share, mend_from_flow, moves_with,
+from autofunscript.motion.keyframe import (CameraPaths, camera_chain, choose_axis, jump_share, mend_from_flow, moves_with,
                                            structure_tensors, suppress_spikes, track_band, visible_share,
                                            without_aperture_noise, without_excursions)
 from autofunscript.motion.signal import analyse_window
@@ -82,6 +82,47 @@ def test_camera_chain_composes_forward_and_inverts_backward():
     assert np.allclose(chain[3][:2, 2], [4.0, -2.0])
     assert np.allclose(chain[0][:2, 2], [-2.0, 1.0])
     assert np.allclose(chain[1], np.eye(3))
+
+
+def test_registration_takes_the_chained_camera_error_out():
+    # the flow reads hand-held shake short and drifts; registering frames directly to the keyframe on the
+    # background (not on the subject, which moves on its own) recovers the true camera path
+    n, key = 120, 40
+    t = np.arange(n)
+    true_offset = np.stack([0.02 * t + 1.5 * np.sin(t / 3.0), 1.2 * np.cos(t / 4.0)], axis=1)  # analysis px
+    rng = np.random.default_rng(3)
+    world = cv2.GaussianBlur((rng.random((H + 40, W + 40)) * 255).astype(np.uint8), (0, 0), 1.5)
+    truth = stroke(n / FPS)
+    blob = smooth_blob()
+    frames = []
+    for (ox, oy), p in zip(true_offset, truth):
+        # a frame shows the world from (20 + ox, 20 + oy): world points appear at x - ox
+        image = cv2.warpAffine(world, np.array([[1.0, 0, 20 + ox], [0, 1.0, 20 + oy]]), (W, H),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        image = image.astype(np.float32)
+        y = int(round(60 - (p - 50) * 0.8))
+        patch = image[y : y + blob.shape[0], 150 : 150 + blob.shape[1]]
+        image[y : y + blob.shape[0], 150 : 150 + blob.shape[1]] = np.where(np.isnan(blob), patch, blob)
+        frames.append(image.astype(np.uint8))
+    images = np.stack(frames)
+    # per-frame camera motions as the flow reports them: 85 % of the true move, and a slow drift
+    moves = np.diff(true_offset, axis=0, prepend=true_offset[:1])
+    cameras = np.zeros((n, 2, 3))
+    cameras[:, 0, 0] = cameras[:, 1, 1] = 1.0
+    cameras[:, :, 2] = -(0.85 * moves + [0.0, 0.03])
+    roi = np.zeros((H // 10, W // 10))
+    roi[3:13, 14:19] = 1.0  # where the subject strokes
+    frames_matched = range(10, 100)
+    expected = true_offset[key] - true_offset  # where a keyframe point lands in each frame, minus where it was
+    chained = camera_chain(cameras, key)[:, :2, 2]
+    registered = CameraPaths(images, cameras, roi, 10).chain(key, frames_matched)[:, :2, 2]
+    inside = np.asarray(frames_matched)
+    chained_error = np.abs(chained - expected)[inside].max()
+    registered_error = np.abs(registered - expected)[inside].max()
+    assert chained_error > 1.2
+    assert registered_error < 0.35 * chained_error
+    # registered every 10th frame: those are exact, the ones between interpolated
+    assert np.abs(registered - expected)[inside[::10]].max() < 0.15
 
 
 def test_a_stretch_whose_keyframe_is_spoilt_is_measured_from_another():
