@@ -125,6 +125,18 @@ def test_registration_takes_the_chained_camera_error_out():
     assert np.abs(registered - expected)[inside[::10]].max() < 0.15
 
 
+def test_a_background_that_does_not_register_keeps_the_chain():
+    # fresh noise every frame: corners are found on the keyframe but match nothing later (as a VR lens's
+    # background mostly fails a similarity); no correction may be carried in from a lucky frame
+    rng = np.random.default_rng(4)
+    images = np.stack([cv2.GaussianBlur((rng.random((H, W)) * 255).astype(np.uint8), (0, 0), 1.5) for _ in range(60)])
+    cameras = np.tile(np.array([[1.0, 0, 0.3], [0, 1.0, -0.2]]), (60, 1, 1))
+    paths = CameraPaths(images, cameras, np.zeros((H // 10, W // 10)), 10)
+    frames = range(0, 60)
+    assert not paths.registered(20, frames)
+    assert np.allclose(paths.chain(20, frames), camera_chain(cameras, 20))
+
+
 def test_a_stretch_whose_keyframe_is_spoilt_is_measured_from_another():
     # a flash frame lands on a keyframe: matched against it, every frame of that stretch is lost
     truth = stroke()

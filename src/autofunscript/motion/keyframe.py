@@ -143,19 +143,23 @@ class CameraPaths:
         corners = cv2.goodFeaturesToTrack(self.images[key], MAX_CORNERS, 0.01, 6, mask=self.background)
         if corners is None or len(corners) < MIN_CORNERS:
             return chain, False  # no background to register on (the subject fills the frame)
-        anchors, corrections = [key], [np.eye(3)]
-        last, tried = None, 0
+        planned, last = [], None
         for i in frames:
             if i != key and (last is None or i - last >= REGISTER_EVERY or i == frames[-1]):
-                last, tried = i, tried + 1
-                found = self._register(key, i, chain[i], corners)
-                if found is not None:
-                    anchors.append(i)
-                    corrections.append(found @ np.linalg.inv(chain[i]))
-        if len(anchors) - 1 < MIN_REGISTERED_SHARE * tried:
-            # a background a similarity cannot describe (a VR lens, strong parallax): the few frames that did
-            # register would carry their correction over the frames between, far from where it was measured
-            return chain, False
+                planned.append(i)
+                last = i
+        anchors, corrections = [key], [np.eye(3)]
+        allowed_failures = (1 - MIN_REGISTERED_SHARE) * len(planned)
+        for tried, i in enumerate(planned, start=1):
+            found = self._register(key, i, chain[i], corners)
+            if found is not None:
+                anchors.append(i)
+                corrections.append(found @ np.linalg.inv(chain[i]))
+            elif tried - (len(anchors) - 1) > allowed_failures:
+                # a background a similarity cannot describe (a VR lens, strong parallax): the few frames that
+                # register would carry their correction over the frames between, far from where it was measured.
+                # Stopped as soon as the share can no longer be reached.
+                return chain, False
         order = np.argsort(anchors)
         at, corrections = np.asarray(anchors)[order], np.asarray(corrections)[order]
         every = np.arange(chain.shape[0])
