@@ -118,7 +118,7 @@ class CameraPaths:
                                                        interpolation=cv2.INTER_NEAREST)
         margin = np.ones((2 * BACKGROUND_MARGIN + 1,) * 2, np.uint8)
         self.background = ((1 - cv2.dilate(roi, margin)) * 255).astype(np.uint8)
-        self._chains: dict[tuple[int, int, int], tuple[np.ndarray, bool]] = {}
+        self._chains: dict[tuple[int, int, int, int], tuple[np.ndarray, bool]] = {}
         self._lock = threading.Lock()
 
     def chain(self, key: int, frames: Sequence[int]) -> np.ndarray:
@@ -130,7 +130,8 @@ class CameraPaths:
         return self._path(key, frames)[1]
 
     def _path(self, key: int, frames: Sequence[int]) -> tuple[np.ndarray, bool]:
-        cache_key = (key, frames[0], frames[-1]) if len(frames) else (key, 0, -1)
+        # a span and a sample of frames with the same ends are registered at different frames
+        cache_key = (key, frames[0], frames[-1], len(frames)) if len(frames) else (key, 0, -1, 0)
         with self._lock:
             if cache_key in self._chains:
                 return self._chains[cache_key]
