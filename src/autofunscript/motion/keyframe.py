@@ -77,7 +77,7 @@ class BandTrack:
     displacement: np.ndarray  # (T,) along the axis, analysis pixels, + = along the axis
     seen: float  # share of the frames that differed from their keyframe inside the band
     jumps: float  # jump_share of the track before brief excursions were bridged: the evidence of losses
-    registered: bool = False  # every stretch was measured on a registered camera path: its level is measured too
+    registered: bool  # every stretch was measured on a registered camera path: its level is measured too
 
 
 def _h(m: np.ndarray) -> np.ndarray:
