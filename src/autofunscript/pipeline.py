@@ -310,7 +310,7 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
         roi_mask = None
         try:
             for frame in stream.frames(start_s=options.start_s, end_s=options.end_s,
-                                       width=options.analysis_width, eye=options.vr):
+                                       width=options.analysis_width, eye=options.vr, deblock=False):
                 if roi_mask is None and options.poi is not None:
                     roi_mask = _poi_mask_for(options.poi, frame.image.shape[1], frame.image.shape[0],
                                              *_eye_size(info, options.vr), tracker.cell)

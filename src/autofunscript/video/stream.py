@@ -51,11 +51,16 @@ TRUNCATION_SLACK_S = 0.5
 # Give up on a file after this many read errors in a row (the rest of it is unreadable).
 MAX_CONSECUTIVE_READ_ERRORS = 20
 
-# Skip the deblocking filter on frames no other frame references: a few percent faster, and the
-# pictures change by < 0.02 grey levels on average because no error can propagate. Skipping it on
-# all frames is faster still, but then errors accumulate over each GOP and snap back at every
-# keyframe, a periodic flash that motion analysis would read as movement.
-DECODER_OPTIONS = {"skip_loop_filter": "noref"}
+# The deblocking filter is skipped where no error can propagate (frames nothing references): a few
+# percent faster, and the pictures change by < 0.02 grey levels on average.
+DEBLOCKED = {"skip_loop_filter": "noref"}
+# For motion analysis it is skipped on every frame: about 10 % less CPU (1080p H.264), which is most of
+# what separates generate from plain decoding. The unfiltered block edges carry into the frames that
+# reference them and grow over a GOP until the next keyframe (0.3-1 grey level on average at 320 px wide
+# on the real clips); the cell velocities at keyframes rise about as much as the encoder's own keyframe
+# pumping moves them, and the accuracy suite scores the same (README, Speed). Not for pictures a person
+# watches: blocking shows at full size.
+UNDEBLOCKED = {"skip_loop_filter": "all"}
 
 
 @dataclass(frozen=True)
@@ -132,20 +137,21 @@ class VideoStream:
         return plan_picture(self.info.width, self.info.height, self.info.rotation, width, color, eye)
 
     def frames(self, start_s: float = 0.0, end_s: float | None = None, width: int | None = None,
-               color: bool = False, eye: str | None = None) -> Iterator[Frame]:
+               color: bool = False, eye: str | None = None, deblock: bool = True) -> Iterator[Frame]:
         """Frames with start_s <= time_s < end_s, in presentation order.
 
         width scales the output (height keeps the aspect, even) during decoding; eye picks one half of a
         VR frame ("sbs": left half, "ou": top half) before scaling, so width is the eye's width. start_s
         seeks to the keyframe before it and decodes forward. Damaged packets are skipped and a truncated
-        file ends early, each with one logged warning.
+        file ends early, each with one logged warning. deblock=False skips the deblocking filter
+        (faster; for analysis, not for display).
         """
         plan = self.plan(width, color, eye)
         capacity = max(2, min(QUEUE_FRAMES, QUEUE_BYTES // plan.bytes_per_frame))
         handoff: queue.Queue = queue.Queue(maxsize=capacity)
         stop = threading.Event()
         producer = threading.Thread(
-            target=_produce, args=(self.info, plan, start_s, end_s, handoff, stop),
+            target=_produce, args=(self.info, plan, start_s, end_s, deblock, handoff, stop),
             name=f"decode {self.info.path.name}", daemon=True)
         producer.start()
         try:
@@ -189,8 +195,9 @@ class _Decoded:
 class _Decoder:
     """One open container decoding its video stream, with damage accounting."""
 
-    def __init__(self, path: Path, fps: float = 0.0) -> None:
+    def __init__(self, path: Path, fps: float = 0.0, deblock: bool = True) -> None:
         self.path = path
+        self.deblock = deblock
         self._open()
         self.time_base = self.stream.time_base or Fraction(1, 90000)
         start_us = self.container.start_time
@@ -207,7 +214,7 @@ class _Decoder:
             self.stream = _video_stream(self.container, self.path)
             codec = self.stream.codec_context
             codec.thread_type = "AUTO"
-            codec.options = dict(DECODER_OPTIONS)
+            codec.options = dict(DEBLOCKED if self.deblock else UNDEBLOCKED)
         except BaseException:
             self.container.close()
             raise
@@ -419,7 +426,7 @@ class _Seeker:
             self._current, self._next = self._next, None
 
 
-def _produce(info: VideoInfo, plan: PicturePlan, start_s: float, end_s: float | None,
+def _produce(info: VideoInfo, plan: PicturePlan, start_s: float, end_s: float | None, deblock: bool,
              handoff: queue.Queue, stop: threading.Event) -> None:
     """The decode thread behind VideoStream.frames(): decode, convert, queue; errors go to the consumer."""
 
@@ -434,7 +441,7 @@ def _produce(info: VideoInfo, plan: PicturePlan, start_s: float, end_s: float | 
 
     decoder = None
     try:
-        decoder = _Decoder(info.path, fps=info.fps)
+        decoder = _Decoder(info.path, fps=info.fps, deblock=deblock)
         make_picture = PictureMaker(plan)
         last_time = None
         finished = True
