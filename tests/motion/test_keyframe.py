@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import (CameraPaths, camera_chain, choose_axis, jump_share, mend_from_flow, moves_with,
-                                           structure_tensors, suppress_spikes, track_band, visible_share,
-                                           without_aperture_noise, without_excursions)
+from autofunscript.motion.keyframe import (CameraPaths, camera_chain, choose_axis, jump_share, masked_sqdiff,
+                                           mend_from_flow, moves_with, structure_tensors, suppress_spikes, track_band,
+                                           visible_share, without_aperture_noise, without_excursions)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -249,3 +249,17 @@ def test_a_sharp_turn_that_the_flow_rounds_off_stays_the_bands(period_s):
     # difference of the two, frame by frame, as a mismatch would
     flow = 0.6 * np.convolve(np.pad(truth, 2, mode="edge"), np.ones(5) / 5, mode="valid")
     assert np.array_equal(mend_from_flow(band, flow), band)
+
+
+@pytest.mark.parametrize("image_shape, templ_shape", [((158, 25), (64, 24)), ((60, 55), (28, 54)), ((9, 7), (9, 7))])
+def test_masked_sqdiff_is_opencvs_masked_match(image_shape: tuple[int, int], templ_shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, image_shape).astype(np.float32)
+    th, tw = templ_shape
+    templ = image[image_shape[0] - th :, :tw] + rng.normal(0, 3, templ_shape).astype(np.float32)
+    mask = cv2.pyrDown((rng.uniform(0, 1, (2 * th, 2 * tw)) > 0.6).astype(np.float32))[:th, :tw]  # fractional, as used
+    ours = masked_sqdiff(image, templ, mask)
+    theirs = cv2.matchTemplate(image, templ, cv2.TM_SQDIFF, mask=mask)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=4.0)  # both float32: a few units on sums near 1e7
+    assert np.unravel_index(ours.argmin(), ours.shape) == np.unravel_index(theirs.argmin(), theirs.shape)

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 from scipy.ndimage import gaussian_filter1d, median_filter
 
 from autofunscript.motion.segments import crossfade
@@ -87,12 +88,16 @@ def _h(m: np.ndarray) -> np.ndarray:
 def camera_chain(cameras: np.ndarray, key: int) -> np.ndarray:
     """(T, 3, 3) maps from keyframe coordinates to each frame's, from per-frame motions prev -> current."""
     t = cameras.shape[0]
+    steps = np.empty((t, 3, 3))
+    steps[:, :2] = cameras
+    steps[:, 2] = (0.0, 0.0, 1.0)
+    backwards = np.linalg.inv(steps[1 : key + 1])  # batched: one call instead of one per frame
     chain = np.empty((t, 3, 3))
     chain[key] = np.eye(3)
     for i in range(key + 1, t):
-        chain[i] = _h(cameras[i]) @ chain[i - 1]
+        chain[i] = steps[i] @ chain[i - 1]
     for i in range(key - 1, -1, -1):
-        chain[i] = np.linalg.inv(_h(cameras[i + 1])) @ chain[i + 1]
+        chain[i] = backwards[i] @ chain[i + 1]
     return chain
 
 
@@ -208,6 +213,34 @@ def _level(band: np.ndarray) -> float:
     return float(np.partition(sample, sample.size // 2)[sample.size // 2])
 
 
+def masked_sqdiff(image: np.ndarray, templ: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """cv2.matchTemplate(image, templ, cv2.TM_SQDIFF, mask=mask) for float32 inputs: at each shift, the sum of
+    ((templ - image) * mask)^2.
+
+    OpenCV goes through DFTs; a band's search is tall and only a few shifts wide, where one matrix product
+    per column shift is about twice as fast, at the same float32 precision.
+    """
+    th, tw = templ.shape
+    rows, cols = image.shape[0] - th + 1, image.shape[1] - tw + 1
+    weight = mask * mask
+    weighted = weight * templ
+    # sum w (t - i)^2 = sum w t^2 - 2 sum (w t) i + sum w i^2: the last two from one product of [i, i^2]
+    # with [-2 w t, w] (rows of the image against rows of the template)
+    against = np.empty((2 * tw, th), np.float32)
+    against[:tw] = -2 * weighted.T
+    against[tw:] = weight.T
+    pair = np.empty((image.shape[0], 2 * tw), np.float32)
+    cost = np.empty((rows, cols), np.float32)
+    for c in range(cols):
+        pair[:, :tw] = image[:, c : c + tw]
+        np.square(pair[:, :tw], out=pair[:, tw:])
+        row_by_row = pair @ against  # [image row, template row]
+        # the cost at shift r pairs template row k with image row r + k: a diagonal of row_by_row
+        step, item = row_by_row.strides
+        cost[:, c] = as_strided(row_by_row, (rows, th), (step, step + item)).sum(axis=1)
+    return cost + float((weighted * templ).sum())
+
+
 class BandMatcher:
     """Matches frames of a window against its keyframe inside the ROI band along one axis."""
 
@@ -229,32 +262,48 @@ class BandMatcher:
         chain = camera_chain(cameras, key) if chain is None else chain
         self.maps = (chain @ to_frame @ offset)[:, :2]
         self.key = key
-        self.key_band = self._centre(self._warp(key))
+        self.key_band = self._across(self._centre_rows(key))
         self.key_level = _level(self.key_band)
         self.key_small = cv2.pyrDown(self.key_band)
 
-    def _warp(self, i: int) -> np.ndarray:
-        return cv2.warpAffine(self.images[i], self.maps[i], self.size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    def _warp(self, i: int, first: int, stop: int) -> np.ndarray:
+        """Rows first..stop of frame i's search region. The search reaches past the frame's edge, where the
+        replicated edge stands in for a subject leaving the picture (a black border matched it worse:
+        easy F1 0.997 -> 0.926)."""
+        if stop <= first:
+            return np.empty((0, self.size[0]), np.float32)
+        to_frame = self.maps[i].copy()
+        to_frame[:, 2] += to_frame[:, 1] * first  # region row `first` is the warp's row 0
+        return cv2.warpAffine(self.images[i], to_frame, (self.size[0], stop - first),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+                              ).astype(np.float32)
 
-    def _centre(self, region: np.ndarray) -> np.ndarray:
-        return region[self.search : self.search + self.length, ACROSS_SLACK : ACROSS_SLACK + self.width]
+    def _centre_rows(self, i: int) -> np.ndarray:
+        return self._warp(i, self.search, self.search + self.length)
+
+    def _across(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, ACROSS_SLACK : ACROSS_SLACK + self.width]
 
     def match(self, i: int) -> Match:
         if i == self.key:
             return Match(0.0, 1.0, False)
-        region = self._warp(i)
+        # the band itself first: most frames of a window where the subject rests or is lost need no search
+        centre = self._centre_rows(i)
         # lighting flicker shifts the whole band: match levels on the median, which the subject barely moves
-        region += self.key_level - _level(self._centre(region))
-        difference = np.abs(self._centre(region) - self.key_band)
+        flicker = self.key_level - _level(self._across(centre))
+        centre += flicker
+        difference = np.abs(self._across(centre) - self.key_band)
         # compression noise flips scattered single pixels; the subject changes whole blobs
         changed = cv2.morphologyEx((difference > CHANGE_THRESHOLD).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
         if changed.mean() < MIN_CHANGED_SHARE:
             return Match(0.0, 1.0, False)
+        before = self._warp(i, 0, self.search) + flicker
+        after = self._warp(i, self.search + self.length, self.size[1]) + flicker
+        region = np.vstack([before, centre, after])
         mask = cv2.dilate(changed, _KERNEL).astype(np.float32)
         # matched at half resolution: a quarter of the pixels, and sub-pixel refinement of the best shift
         # keeps the error well under one analysis pixel
-        cost = cv2.matchTemplate(cv2.pyrDown(region), self.key_small, cv2.TM_SQDIFF, mask=cv2.pyrDown(mask))
+        cost = masked_sqdiff(cv2.pyrDown(region), self.key_small, cv2.pyrDown(mask))
         profile = cost.min(axis=1)
         best = int(np.argmin(profile))
         refine = 0.0
