@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
@@ -334,14 +335,17 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
 
 
 @contextmanager
-def _opencv_single_threaded() -> Iterator[None]:
-    """Run OpenCV on the calling thread only while tracking: the decoder's threads already keep the cores
-    busy, and OpenCV's own pool only contends with them (optical flow took 2.1 ms of CPU per 320x180
-    frame with it, 1.3 ms without). Window analyses spread their work over threads themselves."""
+def _libraries_single_threaded() -> Iterator[None]:
+    """Run OpenCV and BLAS/LAPACK on the calling thread only while tracking: the decoder's threads already keep
+    the cores busy, and the libraries' own pools only contend with them (optical flow took 2.1 ms of CPU per
+    320x180 frame with OpenCV's pool, 1.3 ms without; OpenBLAS's threads spin while they wait, and a window's
+    192x192 eigendecomposition took 12-72 ms with two of them under load, 4-18 ms with one). Window analyses
+    spread their work over threads themselves."""
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
         cv2.setNumThreads(previous)
 
@@ -379,7 +383,7 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
     if options.method not in ("flow", "model"):
         raise AutofunscriptError(f"unknown method {options.method!r} (available: flow, model)")
     started = time.perf_counter()
-    with _ctrl_c_stops_tracking() as stop, _opencv_single_threaded():
+    with _ctrl_c_stops_tracking() as stop, _libraries_single_threaded():
         if options.method == "model":
             from autofunscript.model.infer import track_with_model  # loads onnxruntime only when asked for
 
