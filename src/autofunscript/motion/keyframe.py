@@ -217,27 +217,27 @@ def masked_sqdiff(image: np.ndarray, templ: np.ndarray, mask: np.ndarray) -> np.
     """cv2.matchTemplate(image, templ, cv2.TM_SQDIFF, mask=mask) for float32 inputs: at each shift, the sum of
     ((templ - image) * mask)^2.
 
-    OpenCV goes through DFTs; a band's search is tall and only a few shifts wide, where one matrix product
-    per column shift is about twice as fast, at the same float32 precision.
+    OpenCV goes through DFTs; a band's search is tall and only a few shifts wide, where matrix products
+    (one per column shift) are about twice as fast, at the same float32 precision.
     """
     th, tw = templ.shape
-    rows, cols = image.shape[0] - th + 1, image.shape[1] - tw + 1
+    height = image.shape[0]
+    rows, cols = height - th + 1, image.shape[1] - tw + 1
     weight = mask * mask
     weighted = weight * templ
     # sum w (t - i)^2 = sum w t^2 - 2 sum (w t) i + sum w i^2: the last two from one product of [i, i^2]
-    # with [-2 w t, w] (rows of the image against rows of the template)
+    # with [-2 w t, w] (rows of the image against rows of the template), for every column shift at once
     against = np.empty((2 * tw, th), np.float32)
-    against[:tw] = -2 * weighted.T
+    np.multiply(weighted.T, -2, out=against[:tw])
     against[tw:] = weight.T
-    pair = np.empty((image.shape[0], 2 * tw), np.float32)
-    cost = np.empty((rows, cols), np.float32)
+    pairs = np.empty((cols, height, 2 * tw), np.float32)
     for c in range(cols):
-        pair[:, :tw] = image[:, c : c + tw]
-        np.square(pair[:, :tw], out=pair[:, tw:])
-        row_by_row = pair @ against  # [image row, template row]
-        # the cost at shift r pairs template row k with image row r + k: a diagonal of row_by_row
-        step, item = row_by_row.strides
-        cost[:, c] = as_strided(row_by_row, (rows, th), (step, step + item)).sum(axis=1)
+        pairs[c, :, :tw] = image[:, c : c + tw]
+    np.square(pairs[:, :, :tw], out=pairs[:, :, tw:])
+    row_by_row = pairs @ against  # [column shift, image row, template row]
+    # the cost at row shift r pairs template row k with image row r + k: a diagonal of row_by_row
+    shift_step, step, item = row_by_row.strides
+    cost = as_strided(row_by_row, (rows, cols, th), (step, shift_step, step + item)).sum(axis=2)
     return cost + float((weighted * templ).sum())
 
 
@@ -262,24 +262,27 @@ class BandMatcher:
         chain = camera_chain(cameras, key) if chain is None else chain
         self.maps = (chain @ to_frame @ offset)[:, :2]
         self.key = key
-        self.key_band = self._across(self._centre_rows(key))
+        self.key_band = self._across(self._centre_rows(key, self._new_region()))
         self.key_level = _level(self.key_band)
         self.key_small = cv2.pyrDown(self.key_band)
 
-    def _warp(self, i: int, first: int, stop: int) -> np.ndarray:
-        """Rows first..stop of frame i's search region. The search reaches past the frame's edge, where the
-        replicated edge stands in for a subject leaving the picture (a black border matched it worse:
-        easy F1 0.997 -> 0.926)."""
+    def _warp(self, i: int, region: np.ndarray, first: int, stop: int) -> None:
+        """Rows first..stop of frame i's search region, into `region` (uint8, the whole region). The search
+        reaches past the frame's edge, where the replicated edge stands in for a subject leaving the picture
+        (a black border matched it worse: easy F1 0.997 -> 0.926)."""
         if stop <= first:
-            return np.empty((0, self.size[0]), np.float32)
+            return
         to_frame = self.maps[i].copy()
         to_frame[:, 2] += to_frame[:, 1] * first  # region row `first` is the warp's row 0
-        return cv2.warpAffine(self.images[i], to_frame, (self.size[0], stop - first),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
-                              ).astype(np.float32)
+        cv2.warpAffine(self.images[i], to_frame, (self.size[0], stop - first), dst=region[first:stop],
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
-    def _centre_rows(self, i: int) -> np.ndarray:
-        return self._warp(i, self.search, self.search + self.length)
+    def _centre_rows(self, i: int, region: np.ndarray) -> np.ndarray:
+        self._warp(i, region, self.search, self.search + self.length)
+        return region[self.search : self.search + self.length].astype(np.float32)
+
+    def _new_region(self) -> np.ndarray:
+        return np.empty((self.size[1], self.size[0]), np.uint8)
 
     def _across(self, rows: np.ndarray) -> np.ndarray:
         return rows[:, ACROSS_SLACK : ACROSS_SLACK + self.width]
@@ -287,8 +290,10 @@ class BandMatcher:
     def match(self, i: int) -> Match:
         if i == self.key:
             return Match(0.0, 1.0, False)
-        # the band itself first: most frames of a window where the subject rests or is lost need no search
-        centre = self._centre_rows(i)
+        # the band itself first: frames that look like the keyframe there (the subject at rest, or lost) need
+        # no search
+        region = self._new_region()
+        centre = self._centre_rows(i, region)
         # lighting flicker shifts the whole band: match levels on the median, which the subject barely moves
         flicker = self.key_level - _level(self._across(centre))
         centre += flicker
@@ -297,9 +302,10 @@ class BandMatcher:
         changed = cv2.morphologyEx((difference > CHANGE_THRESHOLD).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
         if changed.mean() < MIN_CHANGED_SHARE:
             return Match(0.0, 1.0, False)
-        before = self._warp(i, 0, self.search) + flicker
-        after = self._warp(i, self.search + self.length, self.size[1]) + flicker
-        region = np.vstack([before, centre, after])
+        self._warp(i, region, 0, self.search)
+        self._warp(i, region, self.search + self.length, self.size[1])
+        region = region.astype(np.float32)
+        region += flicker
         mask = cv2.dilate(changed, _KERNEL).astype(np.float32)
         # matched at half resolution: a quarter of the pixels, and sub-pixel refinement of the best shift
         # keeps the error well under one analysis pixel
