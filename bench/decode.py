@@ -70,7 +70,7 @@ def compare(label: str, path: Path, rounds: int, **frames_args) -> None:
     ffmpeg_fps, ours_fps = count / min(ffmpeg_walls), count / min(ours_walls)
     # each round's pair ran back to back, so its ratio sees nearly the same machine load
     paired = statistics.median(f / o for f, o in zip(ffmpeg_walls, ours_walls))
-    print(f"{label:<36} best: ffmpeg {ffmpeg_fps:6.1f} fps  ours {ours_fps:6.1f} fps  ratio {ours_fps / ffmpeg_fps:.2f}"
+    print(f"{label:<42} best: ffmpeg {ffmpeg_fps:6.1f} fps  ours {ours_fps:6.1f} fps  ratio {ours_fps / ffmpeg_fps:.2f}"
           f"   median paired ratio {paired:.2f}"
           f"   CPU ms/frame ffmpeg {1000 * min(ffmpeg_cpus) / count:5.2f} ours {1000 * min(ours_cpus) / count:5.2f}"
           f"   ({count} frames, {rounds} rounds)", flush=True)
@@ -85,6 +85,7 @@ def main() -> None:
 
     clip = args.clip or make_clip(CLIP_1080, ["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"], 20)
     compare("grey, width 640", clip, args.rounds, width=640)
+    compare("grey, width 320, no deblocking (generate)", clip, args.rounds, width=320, deblock=False)
     compare("BGR, width 640", clip, args.rounds, width=640, color=True)
     compare("grey, full size", clip, args.rounds)
     if not args.no_sbs:
@@ -92,6 +93,7 @@ def main() -> None:
         sbs = make_clip(CLIP_SBS, ["-f", "lavfi", "-i", "testsrc2=size=1920x1920:rate=30",
                                    "-vf", "split[l][r];[r]hflip[m];[l][m]hstack"], 10)
         compare("SBS 3840x1920, left eye, width 640", sbs, args.rounds, width=640, eye="sbs")
+        compare("SBS left eye, width 320, no deblocking", sbs, args.rounds, width=320, eye="sbs", deblock=False)
 
 
 if __name__ == "__main__":
