@@ -372,8 +372,6 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
     # one keyframe can match badly whatever the axis (see track_band), so each axis is scored from three
     keys = sorted({key, (key + t // 3) % t, (key + 2 * t // 3) % t})
     paths = paths or CameraPaths(images, cameras, roi_weight, cell)
-    chains = {k: paths.chain(k, picks) for k in keys}
-
     def unexplained(degrees: float) -> float:
         axis = (np.sin(np.radians(degrees)), -np.cos(np.radians(degrees)))
         scores = []
@@ -385,6 +383,7 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
     guess = float(np.degrees(np.arctan2(first_guess[0], -first_guess[1])))
     guess = (guess + 90) % 180 - 90  # an axis and its opposite are the same stroke
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # OpenCV releases the GIL
+        chains = dict(zip(keys, pool.map(lambda k: paths.chain(k, picks), keys)))  # registering is most of it
         angles = (guess, *range(-90, 90, 30))
         coarse = dict(zip(angles, pool.map(unexplained, angles)))
         best = min(coarse, key=coarse.get)
