@@ -217,8 +217,8 @@ def masked_sqdiff(image: np.ndarray, templ: np.ndarray, mask: np.ndarray) -> np.
     """cv2.matchTemplate(image, templ, cv2.TM_SQDIFF, mask=mask) for float32 inputs: at each shift, the sum of
     ((templ - image) * mask)^2.
 
-    OpenCV goes through DFTs; a band's search is tall and only a few shifts wide, where matrix products
-    (one per column shift) are about twice as fast, at the same float32 precision.
+    OpenCV goes through DFTs; a band's search is tall and only a few shifts wide, where a batched matrix
+    product over the column shifts is about twice as fast, at the same float32 precision.
     """
     th, tw = templ.shape
     height = image.shape[0]
@@ -372,6 +372,7 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
     # one keyframe can match badly whatever the axis (see track_band), so each axis is scored from three
     keys = sorted({key, (key + t // 3) % t, (key + 2 * t // 3) % t})
     paths = paths or CameraPaths(images, cameras, roi_weight, cell)
+
     def unexplained(degrees: float) -> float:
         axis = (np.sin(np.radians(degrees)), -np.cos(np.radians(degrees)))
         scores = []
@@ -383,7 +384,7 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
     guess = float(np.degrees(np.arctan2(first_guess[0], -first_guess[1])))
     guess = (guess + 90) % 180 - 90  # an axis and its opposite are the same stroke
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # OpenCV releases the GIL
-        chains = dict(zip(keys, pool.map(lambda k: paths.chain(k, picks), keys)))  # registering is most of it
+        chains = dict(zip(keys, pool.map(lambda k: paths.chain(k, picks), keys)))  # registered in parallel too
         angles = (guess, *range(-90, 90, 30))
         coarse = dict(zip(angles, pool.map(unexplained, angles)))
         best = min(coarse, key=coarse.get)
