@@ -262,8 +262,9 @@ class BandMatcher:
         chain = camera_chain(cameras, key) if chain is None else chain
         self.maps = (chain @ to_frame @ offset)[:, :2]
         self.key = key
-        self.key_band = self._across(self._centre_rows(key, self._new_region()))
-        self.key_level = _level(self.key_band)
+        key_rows = self._across(self._centre_rows(key, self._new_region()))
+        self.key_level = _level(key_rows)
+        self.key_band = key_rows.astype(np.float32)
         self.key_small = cv2.pyrDown(self.key_band)
 
     def _warp(self, i: int, region: np.ndarray, first: int, stop: int) -> None:
@@ -279,7 +280,7 @@ class BandMatcher:
 
     def _centre_rows(self, i: int, region: np.ndarray) -> np.ndarray:
         self._warp(i, region, self.search, self.search + self.length)
-        return region[self.search : self.search + self.length].astype(np.float32)
+        return region[self.search : self.search + self.length]
 
     def _new_region(self) -> np.ndarray:
         return np.empty((self.size[1], self.size[0]), np.uint8)
@@ -293,20 +294,23 @@ class BandMatcher:
         # the band itself first: frames that look like the keyframe there (the subject at rest, or lost) need
         # no search
         region = self._new_region()
-        centre = self._centre_rows(i, region)
+        rows = self._centre_rows(i, region)
         # lighting flicker shifts the whole band: match levels on the median, which the subject barely moves
-        flicker = self.key_level - _level(self._across(centre))
+        flicker = self.key_level - _level(self._across(rows))
+        centre = self._across(rows).astype(np.float32)
         centre += flicker
-        difference = np.abs(self._across(centre) - self.key_band)
-        # compression noise flips scattered single pixels; the subject changes whole blobs
-        changed = cv2.morphologyEx((difference > CHANGE_THRESHOLD).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
-        if changed.mean() < MIN_CHANGED_SHARE:
+        difference = cv2.absdiff(centre, self.key_band)
+        # compression noise flips scattered single pixels; the subject changes whole blobs (0/1 kept in float32:
+        # the mask below weighs the match with it)
+        changed = cv2.morphologyEx(cv2.threshold(difference, CHANGE_THRESHOLD, 1, cv2.THRESH_BINARY)[1],
+                                   cv2.MORPH_OPEN, _KERNEL)
+        if cv2.countNonZero(changed) / changed.size < MIN_CHANGED_SHARE:
             return Match(0.0, 1.0, False)
         self._warp(i, region, 0, self.search)
         self._warp(i, region, self.search + self.length, self.size[1])
         region = region.astype(np.float32)
         region += flicker
-        mask = cv2.dilate(changed, _KERNEL).astype(np.float32)
+        mask = cv2.dilate(changed, _KERNEL)
         # matched at half resolution: a quarter of the pixels, and sub-pixel refinement of the best shift
         # keeps the error well under one analysis pixel
         cost = masked_sqdiff(cv2.pyrDown(region), self.key_small, cv2.pyrDown(mask))
