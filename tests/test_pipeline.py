@@ -25,7 +25,7 @@ from autofunscript.pipeline import (DenseSignal, GenerateOptions, _Assembler, _f
                                     track_motion)
 from autofunscript.script.evaluate import evaluate
 from autofunscript.script.extrema import find_reversals
-from autofunscript.script.funscript import Funscript
+from autofunscript.script.funscript import Funscript, read_funscript
 from autofunscript.script.postprocess import PostSettings
 
 SIZE = (320, 180)
@@ -344,6 +344,18 @@ def test_strokes_near_the_top_stay_near_the_top(tmp_path):
     assert np.percentile(high, 5) > 50  # the strokes' bottoms are at 60 (pulled to the middle: 40)
     assert np.percentile(high, 95) > 90
 
+
+
+def test_the_bundled_sample_holds_still_through_its_pause():
+    # README's first command. The subject rests 0.8 s at mid-stroke (7.0-7.8 s); its sharp-edged band aliases at
+    # half resolution, and the best row flipped between two dips either side of the true one, 3.5 px apart:
+    # four false reversals (F1 0.870, the pause spanning 13 units)
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    script = generate(samples / "sample.mp4").script
+    truth = read_funscript(samples / "sample.truth.funscript")
+    assert evaluate(script, truth).extrema_f1 >= 0.95
+    pause = script.sample(np.arange(7050.0, 7750.0, 10.0))
+    assert np.ptp(pause) <= 10
 
 def test_the_direction_search_is_skipped_where_the_flow_direction_never_loses_the_subject(clip, monkeypatch):
     # tracked along the flow's direction the block never jumps, so no other direction could be chosen: the

@@ -315,15 +315,21 @@ class BandMatcher:
         # keeps the error well under one analysis pixel
         cost = masked_sqdiff(cv2.pyrDown(region), self.key_small, cv2.pyrDown(mask))
         profile = cost.min(axis=1)
-        best = int(np.argmin(profile))
+        lowest = int(np.argmin(profile))
+        # At half resolution a sharp edge aliases: the cost can dip one row either side of the true shift, and
+        # the lowest row flips between the two dips while the subject rests. The valley is chosen on the cost
+        # itself, the shift inside it (two rows either way) on the cost smoothed [1 2 1], which merges the dips.
+        smoothed = np.convolve(np.pad(profile, 1, mode="edge"), (0.25, 0.5, 0.25), mode="valid")
+        first = max(0, lowest - 2)
+        best = first + int(np.argmin(smoothed[first : lowest + 3]))
         refine = 0.0
-        if 0 < best < profile.size - 1:
-            left, mid, right = profile[best - 1 : best + 2]
+        if 0 < best < smoothed.size - 1:
+            left, mid, right = smoothed[best - 1 : best + 2]
             curvature = left - 2 * mid + right
             refine = 0.5 * (left - right) / curvature if curvature > 0 else 0.0
         row = 2 * (best + refine)
         unmoved = float((difference**2 * mask).sum())
-        unexplained = 4 * float(profile[best]) / unmoved if unmoved > 0 else 1.0
+        unexplained = 4 * float(profile[lowest]) / unmoved if unmoved > 0 else 1.0
         # content found `d` rows higher in the canonical band moved `d` along the axis
         return Match((self.search - row) / self.scale, unexplained, True)
 
