@@ -345,7 +345,6 @@ def test_strokes_near_the_top_stay_near_the_top(tmp_path):
     assert np.percentile(high, 95) > 90
 
 
-
 def test_the_bundled_sample_holds_still_through_its_pause():
     # README's first command. The subject rests 0.8 s at mid-stroke (7.0-7.8 s); its sharp-edged band aliases at
     # half resolution, and the best row flipped between two dips either side of the true one, 3.5 px apart:
@@ -356,6 +355,7 @@ def test_the_bundled_sample_holds_still_through_its_pause():
     assert evaluate(script, truth).extrema_f1 >= 0.95
     pause = script.sample(np.arange(7050.0, 7750.0, 10.0))
     assert np.ptp(pause) <= 10
+
 
 def test_the_direction_search_is_skipped_where_the_flow_direction_never_loses_the_subject(clip, monkeypatch):
     # tracked along the flow's direction the block never jumps, so no other direction could be chosen: the
