@@ -81,6 +81,23 @@ def test_centred_turns_are_not_read_early_from_a_flat_rounded_top(seed):
     assert np.abs(peaks - true_peaks).max() < 1000.0 / fps / 2
 
 
+def test_a_flat_bottom_is_read_where_its_turn_is_centred():
+    # a pendulum's flat trough whose least sample is two frames late: centring moves the turn back to the
+    # middle, up to the kept point where the flat begins, which rounds to the same position; a reader takes the
+    # first action of a flat, so that point goes (it was measured from the late sample, 4 frames away, and kept)
+    fps, period_s = 30.0, 1.6
+    frame_ms = 1000.0 / fps
+    t = np.arange(int(10 * fps)) * frame_ms
+    x = 50 - 48 * np.cos(2 * np.pi * t / 1000.0 / period_s)  # troughs every 48 frames
+    troughs = np.arange(48, t.size - 30, 48)
+    for k in troughs:
+        x[k - 2 : k + 3] = [2.2, 2.2, 2.2, 2.2, 2.0]
+    at, pos = to_actions(t, x, PostSettings(), centre_turns=True)
+    rev = find_reversals(pos.astype(float), 10)
+    found = at[rev.index[rev.kind == -1]][1:-1]  # the first and last are the clip's ends
+    assert np.abs(found - troughs * frame_ms).max() < frame_ms / 2
+
+
 def test_picture_interval_counts_repeated_frames_once():
     # turn centring may move a turn two pictures; a 25 fps picture stored at 50 fps repeats every frame
     rng = np.random.default_rng(2)
