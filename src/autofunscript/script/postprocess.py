@@ -17,8 +17,8 @@ KNEE = 0.05  # share of the range at each end where local_normalise bends onto t
 # at most this many frames of the picture (see _picture_interval). Measured over the accuracy suite, with
 # _flat_lead_ins: reversals within one frame of the pendulums' sub-frame reference times 67 -> 92 % (pair),
 # 89 -> 100 % (green clock), 14 -> 71 % (pocket watch); synthetic presets within 0.005 of before (a longer
-# shift moves a hold's reversal into the hold). Lead-ins reached from the centred turn, not its sample: pair 92 -> 96 %,
-# the presets within 0.003.
+# shift moves a hold's reversal into the hold). Lead-ins reached from the centred turn, not its sample:
+# pair 92 -> 96 %, the presets within 0.003.
 TURN_DEPTH = 0.07
 TURN_MIN_FRAMES = 8
 TURN_MAX_SHIFT_FRAMES = 2
