@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
-from autofunscript.motion.keyframe import (JUMPY_SHARE, MIN_VISIBLE_SHARE, RETRY_JUMP_SHARE, BandTrack, CameraPaths,
+from autofunscript.motion.keyframe import (JUMPY_SHARE, MIN_VISIBLE_SHARE, BandTrack, CameraPaths, better_direction,
                                            choose_axis, mend_from_flow, moves_with, structure_tensors, track_band,
                                            visible_share, without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, crossfade, frame_rate
@@ -154,11 +154,8 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         if tracked.jumps > 0:
             axis = choose_axis(images, window.cameras, ws.roi_weight, ws.axis, FLOW_CELL, key=0, paths=paths)
             if abs(float(np.dot(axis, ws.axis))) < AXIS_AGREE_COS:
-                # on a noisy picture a wrong direction can explain the sampled frames as well, but tracked
-                # along it the subject is lost now and then: the flow's direction stands unless the other
-                # hardly ever loses the subject, and clearly less often
                 along_axis = track(axis)
-                if along_axis.jumps <= RETRY_JUMP_SHARE and along_axis.jumps < 0.5 * tracked.jumps:
+                if better_direction(tracked, along_axis, position):
                     tracked = along_axis
         # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
         # (jumps), hardly ever saw it change (a subject a few pixels across) or mostly moved against the

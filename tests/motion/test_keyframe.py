@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import (CameraPaths, camera_chain, choose_axis, jump_share, masked_sqdiff,
-                                           mend_from_flow, moves_with, structure_tensors, suppress_spikes, track_band,
-                                           visible_share, without_aperture_noise, without_excursions)
+from autofunscript.motion.keyframe import (BandTrack, CameraPaths, better_direction, camera_chain, choose_axis,
+                                           jump_share, masked_sqdiff, mend_from_flow, moves_with, structure_tensors,
+                                           suppress_spikes, track_band, visible_share, without_aperture_noise,
+                                           without_excursions)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -173,6 +174,29 @@ def test_a_band_moving_against_the_flow_is_caught():
     # matched against the wrong face half the time: the band runs backwards on every other stroke
     flipped = np.where((np.arange(truth.size) // 40) % 2 == 0, -truth, truth)
     assert not moves_with(flipped - 0.3 * truth, flow)
+
+
+def test_a_direction_that_misses_the_subject_does_not_replace_the_flows():
+    t = np.arange(0, 8.0, 1 / FPS)
+    # full strokes, then shallow ones near the bottom, then full again
+    depth = np.interp(t, [0, 2.5, 3.0, 5.0, 5.5, 8.0], [1, 1, 0.15, 0.15, 1, 1])
+    truth = 50 + 45 * depth * np.sin(2 * np.pi * 1.5 * t)
+    flow = 0.5 * truth + 20 * np.sin(np.linspace(0, 3, truth.size))
+    # along the flow's direction, 40 degrees off the stroke: the subject read short and noisy, and lost for two
+    # frames (bridged in the track, counted as jumps)
+    read = np.cos(np.radians(40)) * truth + np.random.default_rng(3).normal(0, 2, truth.size)
+    lost = read.copy()
+    lost[100:102] += 60
+    along_flow = BandTrack(read, 1.0, jump_share(lost), True)
+    assert 0 < along_flow.jumps <= 0.01
+    # along a searched direction the band sees the full strokes' tips only: it never jumps, and it stays
+    # flat through the shallow strokes
+    tips = np.where(depth > 0.5, truth, 50 + 45 * depth * 0.1)
+    missing = BandTrack(tips, 1.0, jump_share(tips), True)
+    assert missing.jumps == 0
+    assert not better_direction(along_flow, missing, flow)
+    # along the stroke itself every stroke is followed without a loss: that direction replaces the flow's
+    assert better_direction(along_flow, BandTrack(truth, 1.0, jump_share(truth), True), flow)
 
 
 def _line_and_texture(frames: int = 4) -> np.ndarray:
