@@ -145,7 +145,7 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
 
         def track(along: tuple[float, float]) -> BandTrack:
             return track_band(images, window.cameras, ws.roi_weight, along, FLOW_CELL,
-                              rekey_every=max(1, int(REKEY_S * fps)), paths=paths)
+                              rekey_every=max(1, int(REKEY_S * fps)), paths=paths, flow=position)
 
         # the flow found where the subject moves; its position is then measured against keyframes, which
         # needs no integration and so cannot drift. Along the flow's direction first: where that track never

@@ -6,9 +6,9 @@ import pytest
 
 from autofunscript.motion.flow import FlowTracker
 from autofunscript.motion.keyframe import (BandTrack, CameraPaths, better_direction, camera_chain, choose_axis,
-                                           jump_share, masked_sqdiff, mend_from_flow, moves_with, structure_tensors,
-                                           suppress_spikes, track_band, visible_share, without_aperture_noise,
-                                           without_excursions)
+                                           follows_as_closely, jump_share, masked_sqdiff, mend_from_flow, moves_with,
+                                           structure_tensors, suppress_spikes, track_band, visible_share,
+                                           without_aperture_noise, without_excursions)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -197,6 +197,23 @@ def test_a_direction_that_misses_the_subject_does_not_replace_the_flows():
     assert not better_direction(along_flow, missing, flow)
     # along the stroke itself every stroke is followed without a loss: that direction replaces the flow's
     assert better_direction(along_flow, BandTrack(truth, 1.0, jump_share(truth), True), flow)
+
+
+def test_a_keyframe_that_holds_no_subject_does_not_replace_a_jumpy_stretch():
+    truth = stroke()
+    flow = 0.5 * truth + 20 * np.sin(np.linspace(0, 3, truth.size))
+    # the first keyframe follows the subject but loses it now and then
+    first = truth.copy()
+    first[[40, 41, 120, 121, 200]] += 70
+    assert jump_share(first) > 0.01
+    # a keyframe caught where the band holds no subject: the match follows the background's slow changes and
+    # noise, never the strokes, and it seldom jumps
+    t = np.arange(truth.size) / FPS
+    empty = 3 * np.sin(2 * np.pi * 0.2 * t) + np.random.default_rng(4).normal(0, 0.5, truth.size)
+    assert jump_share(empty) < jump_share(first)
+    assert not follows_as_closely(empty, first, flow)
+    # a keyframe holding the subject: as close to the flow's moves, and fewer jumps
+    assert follows_as_closely(truth + np.random.default_rng(4).normal(0, 0.5, truth.size), first, flow)
 
 
 def _line_and_texture(frames: int = 4) -> np.ndarray:
