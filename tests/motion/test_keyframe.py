@@ -197,6 +197,14 @@ def test_a_direction_that_misses_the_subject_does_not_replace_the_flows():
     assert not better_direction(along_flow, missing, flow)
     # along the stroke itself every stroke is followed without a loss: that direction replaces the flow's
     assert better_direction(along_flow, BandTrack(truth, 1.0, jump_share(truth), True), flow)
+    # where the flow's direction loses the subject too often to be used at all, the other stands in for the
+    # integrated flow: a track that follows its moves loosely will do, one unrelated to them will not
+    lost_often = BandTrack(read, 1.0, 0.05, True)
+    assert better_direction(lost_often, missing, flow)
+    t_s = np.arange(truth.size) / FPS
+    unrelated = 3 * np.sin(2 * np.pi * 0.2 * t_s) + np.random.default_rng(5).normal(0, 0.5, truth.size)
+    assert jump_share(unrelated) == 0
+    assert not better_direction(lost_often, BandTrack(unrelated, 1.0, 0.0, True), flow)
 
 
 def test_a_keyframe_that_holds_no_subject_does_not_replace_a_jumpy_stretch():
