@@ -201,8 +201,7 @@ def test_a_direction_that_misses_the_subject_does_not_replace_the_flows():
     # integrated flow: a track that follows its moves loosely will do, one unrelated to them will not
     lost_often = BandTrack(read, 1.0, 0.05, True)
     assert better_direction(lost_often, missing, flow)
-    t_s = np.arange(truth.size) / FPS
-    unrelated = 3 * np.sin(2 * np.pi * 0.2 * t_s) + np.random.default_rng(5).normal(0, 0.5, truth.size)
+    unrelated = 3 * np.sin(2 * np.pi * 0.2 * t) + np.random.default_rng(5).normal(0, 0.5, truth.size)
     assert jump_share(unrelated) == 0
     assert not better_direction(lost_often, BandTrack(unrelated, 1.0, 0.0, True), flow)
 
