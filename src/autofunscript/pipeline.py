@@ -29,10 +29,10 @@ from autofunscript.motion.keyframe import (JUMPY_SHARE, MIN_VISIBLE_SHARE, BandT
                                            choose_axis, mend_from_flow, moves_with, structure_tensors, track_band,
                                            visible_share, without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, crossfade, frame_rate
-from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window
+from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window, stroke_period
 from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
-                                             robust_normalise, smooth, to_actions)
+                                             robust_normalise, smooth, stroke_normalise, to_actions)
 from autofunscript.video.stream import VideoInfo, open_video
 
 # Below this mean squared ROI velocity (analysis px/frame) a window is camera noise, not a subject.
@@ -47,6 +47,7 @@ AXIS_AGREE_COS = np.cos(np.radians(2))  # band and flow directions closer than t
 MIN_BAND_SEEN = 0.2  # measured: a bob 3 px across 0.0, synthetic subjects 0.67-1.0 (the least: long pauses)
 REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
 LOCAL_RANGE_S = 3.0  # the output range is fitted over about this long (see local_normalise)
+STROKES_PER_RANGE = 3  # ... or over this many strokes when they are faster: reversals are found there (stroke_normalise)
 BAND_CENTRE_S = 5.0  # an unregistered band window keeps its own depth; its middle follows the running middle over this long
 
 
@@ -169,11 +170,13 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
 
 
 def fit_range(position: np.ndarray, fps: float, options: GenerateOptions, depth_measured: bool = False,
-              level_measured: bool = False) -> np.ndarray:
+              level_measured: bool = False, integrated: bool = True) -> np.ndarray:
     """Fit a window's positions to the output range.
 
     The integrated flow underestimates a smooth subject's motion by a speed-dependent factor and its level
-    wanders, so by default the range is fitted over a few seconds at a time. The band tracker measures
+    wanders, so by default each stroke is fitted between its own reversals (stroke_normalise; found over
+    a few strokes, at most a few seconds). Other estimates (`integrated=False`: the model's) are fitted
+    over a few seconds at a time. The band tracker measures
     each frame's displacement itself (depth_measured): a shallow stroke there is a shallow stroke, so the
     window's own extent is kept. On a registered camera path (level_measured) its level holds too, and a
     stretch of strokes near the top stays near the top: the window's robust extent is the range (MAE
@@ -184,7 +187,11 @@ def fit_range(position: np.ndarray, fps: float, options: GenerateOptions, depth_
         return robust_normalise(position, *options.post.range)
     if depth_measured:
         return local_normalise(position, *options.post.range, round(BAND_CENTRE_S * fps), min_share=1.0)
-    return local_normalise(position, *options.post.range, round(LOCAL_RANGE_S * fps))
+    if not integrated:
+        return local_normalise(position, *options.post.range, round(LOCAL_RANGE_S * fps))
+    period = stroke_period(position, fps)
+    horizon_s = LOCAL_RANGE_S if period is None else min(LOCAL_RANGE_S, STROKES_PER_RANGE * period)
+    return stroke_normalise(position, *options.post.range, max(2, round(horizon_s * fps)))
 
 
 def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:

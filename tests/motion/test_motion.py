@@ -4,7 +4,7 @@ import pytest
 
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.segments import CutDetector, Windower
-from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window, periodicity
+from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window, periodicity, stroke_period
 
 W, H, FPS = 320, 180, 30.0
 
@@ -112,6 +112,18 @@ def test_periodicity_separates_sine_from_noise():
     t = np.arange(0, 10, 1 / FPS)
     assert periodicity(np.sin(2 * np.pi * t), FPS) > 0.9
     assert periodicity(np.random.default_rng(1).normal(size=t.size), FPS) < 0.3
+
+
+def test_stroke_period_reads_fast_shallow_strokes_under_a_larger_drift():
+    t = np.arange(0, 20, 1 / FPS)
+    rng = np.random.default_rng(2)
+    # 7.4 Hz strokes (15 reversals a second) a twelfth the size of the integration's wander
+    fast = 5 * np.sin(2 * np.pi * 7.4 * t) + 60 * np.sin(2 * np.pi * 0.12 * t) + rng.normal(0, 0.5, t.size)
+    assert abs(stroke_period(fast, FPS) - 1 / 7.4) <= 1 / FPS
+    assert periodicity(fast, FPS) > 0.9  # the position's own autocorrelation sees only the wander
+    assert abs(stroke_period(np.sin(2 * np.pi * 1.2 * t), FPS) - 1 / 1.2) <= 1 / FPS
+    assert stroke_period(rng.normal(size=t.size), FPS) is None
+    assert stroke_period(rng.normal(size=t.size).cumsum(), FPS) is None  # a random walk has no period
 
 
 def test_cut_detector_fires_on_scene_change_only():

@@ -11,6 +11,7 @@ from autofunscript.script.postprocess import (
     local_normalise,
     robust_normalise,
     soft_clip,
+    stroke_normalise,
     speeds,
     to_actions,
     tune,
@@ -172,6 +173,33 @@ def test_local_normalise_keeps_pauses_and_lone_excursions_small():
     assert np.abs(y[300:600] - 50).max() < 15  # the pause is not blown up into strokes
     strokes = y[800:]
     assert strokes.min() < 10 and strokes.max() > 90  # the excursion did not squash the strokes after it
+
+
+def test_stroke_normalise_follows_a_wandering_level_stroke_by_stroke_and_keeps_a_hold_at_the_top():
+    t = np.arange(0, 30, 1 / 30)
+    # 1.5 Hz strokes on a level that wanders more than their depth; 4-8 s the subject holds at the top
+    phase = 2 * np.pi * 1.5 * np.where(t < 4, t, np.where(t < 8, 4, t - 4))
+    raw = 40 * np.sin(2 * np.pi * t / 24) + 30 * np.cos(phase)
+    y = stroke_normalise(raw, 0, 100, 60)
+    tips = find_reversals(y, 10)
+    inner = (tips.index > 0) & (tips.index < t.size - 1)
+    assert y[tips.index[inner & (tips.kind > 0)]].min() > 90
+    assert y[tips.index[inner & (tips.kind < 0)]].max() < 10
+    assert y[(t > 4.2) & (t < 7.8)].min() > 90
+    running = local_normalise(raw, 0, 100, 90)  # a 3 s running range lags the wander
+    tips = find_reversals(running, 10)
+    assert running[tips.index[tips.kind < 0]].max() > 15
+
+
+def test_stroke_normalise_keeps_pauses_and_shallow_strokes_small():
+    t = np.arange(0, 30, 1 / 30)
+    raw = 20 * np.sin(2 * np.pi * t)
+    raw[300:600] = 0.3 * np.sin(2 * np.pi * 7 * t[300:600])  # 10 s pause with sub-pixel jitter
+    raw[690:750] *= 0.2  # two strokes a fifth as deep as the others
+    y = stroke_normalise(raw, 0, 100, 90)
+    assert np.abs(y[300:600] - 50).max() < 15
+    assert y[727] - y[712] < 50  # trough to peak of the middle shallow swing
+    assert y[800:].min() < 10 and y[800:].max() > 90
 
 
 def test_limit_speed_enforces_bound_and_keeps_centre():

@@ -252,7 +252,7 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
     moving = ~np.isnan(position)
     if moving.any():
         fps = frame_rate(window.times_s, FEATURE_RATE)
-        position[moving] = fit_range(position[moving], fps, options)
+        position[moving] = fit_range(position[moving], fps, options, integrated=False)
         if runner.flow_blend and window.images is not None:
             flow, _ = flow_position(window, options, features.roi_mask)
             if flow is not None:

@@ -66,6 +66,30 @@ def periodicity(x: np.ndarray, fps: float, min_period_s: float = 0.15, max_perio
     return float(np.clip(ac[lo:hi].max(), 0.0, 1.0))
 
 
+def stroke_period(x: np.ndarray, fps: float, max_period_s: float = 6.0, min_clarity: float = 0.3) -> float | None:
+    """The typical stroke period of a position signal in seconds, or None when no period stands out.
+
+    Read from the autocorrelation of the frame-to-frame moves, not of the position: integration drift
+    barely shows in the moves, while it can outweigh fast, shallow strokes in the position. The period is
+    the highest peak after the autocorrelation first turns negative (the end of one move's own width).
+    """
+    moves = np.diff(np.asarray(x, float))
+    moves -= moves.mean()
+    n = moves.size
+    if n < 8 or not np.any(moves):
+        return None
+    spectrum = np.fft.rfft(moves, 2 * n)
+    ac = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    ac /= ac[0]
+    hi = min(n - 1, int(max_period_s * fps))
+    negative = np.flatnonzero(ac[1:hi] < 0)
+    if negative.size == 0:
+        return None
+    start = int(negative[0]) + 1
+    lag = start + int(np.argmax(ac[start:hi]))
+    return lag / fps if ac[lag] >= min_clarity else None
+
+
 def orient_axis(axis: np.ndarray) -> np.ndarray:
     """Orient the stroke axis: mostly vertical -> pointing up on screen; mostly horizontal -> pointing right."""
     ax, ay = axis

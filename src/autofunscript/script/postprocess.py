@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, percentile_filter, uniform_filter1d
 
-from autofunscript.script.extrema import find_reversals, turn_centres
+from autofunscript.script.extrema import Reversals, find_reversals, turn_centres
 
 DENSE_STEP_MS = 10.0
 KNEE = 0.05  # share of the range at each end where local_normalise bends onto the limit (see soft_clip)
@@ -23,6 +23,7 @@ TURN_DEPTH = 0.07
 TURN_MIN_FRAMES = 8
 TURN_MAX_SHIFT_FRAMES = 2
 REPEATED_FRAMES_SHARE = 0.4  # see _picture_interval
+STROKE_MIN_SWING = 0.2  # share of the locally fitted range that makes a stroke for stroke_normalise
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,51 @@ def local_normalise(pos: np.ndarray, lo: float, hi: float, horizon: int, percent
         return np.full(pos.shape, (lo + hi) / 2.0)
     centre = (top + bottom) / 2
     return lo + soft_clip((pos - centre + extent / 2) / extent) * (hi - lo)
+
+
+def stroke_normalise(pos: np.ndarray, lo: float, hi: float, horizon: int, min_swing: float = STROKE_MIN_SWING,
+                     min_share: float = 0.5) -> np.ndarray:
+    """Map each stroke onto [lo, hi] between the levels of its own reversals (soft-clipped).
+
+    For a signal whose level wanders (integrated flow): the top is drawn through the peaks, the bottom
+    through the troughs, so a level that wanders from one stroke to the next is followed stroke by stroke
+    and a hold keeps the level of the reversal it holds (a running window would pull a long hold to the
+    middle). Reversals are found on `local_normalise`'s output over `horizon` (a few strokes), where a
+    swing of `min_swing` of the range is a stroke whatever the drift around it. A stroke shallower than
+    `min_share` of the median stroke keeps its shallowness instead of being stretched to full depth.
+    """
+    pos = np.asarray(pos, float)
+    reversals = find_reversals(local_normalise(pos, 0.0, 1.0, horizon), min_swing)
+    index = _own_extremes(pos, reversals)
+    peaks = index[reversals.kind > 0]
+    troughs = index[reversals.kind < 0]
+    if peaks.size < 2 or troughs.size < 2:
+        return local_normalise(pos, lo, hi, horizon)
+    frames = np.arange(pos.size)
+    top = np.interp(frames, peaks, pos[peaks])
+    bottom = np.interp(frames, troughs, pos[troughs])
+    depth = top - bottom
+    extent = np.maximum(depth, min_share * float(np.median(depth)))
+    if not (extent > 1e-9).all():
+        return local_normalise(pos, lo, hi, horizon)
+    centre = (top + bottom) / 2
+    return lo + soft_clip((pos - centre + extent / 2) / extent) * (hi - lo)
+
+
+def _own_extremes(pos: np.ndarray, reversals: Reversals) -> np.ndarray:
+    """Each reversal moved to the signal's own extreme between the midpoints to its neighbours.
+
+    Reversals found on a fitted copy sit where the copy turns, which a moving level can shift by a few
+    frames from where the signal itself turns; an envelope drawn through such a point passes below the
+    true tip, and the tip is clipped flat (pocket watch F1 1.00 -> 0.89).
+    """
+    ends = np.concatenate([[0], reversals.index, [pos.size - 1]])
+    index = reversals.index.copy()
+    for k, kind in enumerate(reversals.kind):
+        start, stop = (ends[k] + ends[k + 1]) // 2, (ends[k + 1] + ends[k + 2]) // 2 + 1
+        part = pos[start:stop]
+        index[k] = start + int(np.argmax(part) if kind > 0 else np.argmin(part))
+    return index
 
 
 def soft_clip(u: np.ndarray, knee: float = KNEE) -> np.ndarray:
