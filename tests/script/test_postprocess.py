@@ -3,6 +3,7 @@ import pytest
 
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.postprocess import (
+    _own_extremes,
     PostSettings,
     _picture_interval,
     drop_quick_wiggles,
@@ -200,6 +201,15 @@ def test_stroke_normalise_keeps_pauses_and_shallow_strokes_small():
     assert np.abs(y[300:600] - 50).max() < 15
     assert y[727] - y[712] < 50  # trough to peak of the middle shallow swing
     assert y[800:].min() < 10 and y[800:].max() > 90
+
+
+def test_stroke_envelopes_pass_through_the_signals_own_tips():
+    t = np.arange(0, 20, 1 / 30)
+    raw = 30 * np.cos(2 * np.pi * 0.5 * t)
+    on_a_copy = find_reversals(raw + 12 * t, 5)  # a copy whose level moves turns a few frames off the tips
+    own = find_reversals(raw, 5)
+    assert on_a_copy.index.size == own.index.size and not np.array_equal(on_a_copy.index, own.index)
+    assert np.array_equal(_own_extremes(raw, on_a_copy), own.index)
 
 
 def test_limit_speed_enforces_bound_and_keeps_centre():
