@@ -3,8 +3,8 @@ import pytest
 
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.postprocess import (
-    _own_extremes,
     PostSettings,
+    _own_extremes,
     _picture_interval,
     drop_quick_wiggles,
     finish,
@@ -12,8 +12,8 @@ from autofunscript.script.postprocess import (
     local_normalise,
     robust_normalise,
     soft_clip,
-    stroke_normalise,
     speeds,
+    stroke_normalise,
     to_actions,
     tune,
 )
