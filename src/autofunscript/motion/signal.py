@@ -50,15 +50,23 @@ def _highpass(x: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
     return sps.sosfiltfilt(sos, x, padtype="even", padlen=pad)
 
 
-def periodicity(x: np.ndarray, fps: float, min_period_s: float = 0.15, max_period_s: float = 6.0) -> float:
-    """Height of the strongest autocorrelation peak at a plausible stroke period (0 = none, 1 = perfect)."""
+def _autocorrelation(x: np.ndarray) -> np.ndarray | None:
+    """Normalised autocorrelation of a signal about its mean at lags 0..n-1 (None: too short or constant)."""
     x = x - x.mean()
     n = x.size
     if n < 8 or not np.any(x):
-        return 0.0
+        return None
     spectrum = np.fft.rfft(x, 2 * n)
     ac = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
-    ac /= ac[0]
+    return ac / ac[0]
+
+
+def periodicity(x: np.ndarray, fps: float, min_period_s: float = 0.15, max_period_s: float = 6.0) -> float:
+    """Height of the strongest autocorrelation peak at a plausible stroke period (0 = none, 1 = perfect)."""
+    ac = _autocorrelation(x)
+    if ac is None:
+        return 0.0
+    n = ac.size
     lo = max(1, int(min_period_s * fps))
     hi = min(n - 1, int(max_period_s * fps))
     if hi <= lo:
@@ -73,15 +81,10 @@ def stroke_period(x: np.ndarray, fps: float, max_period_s: float = 6.0, min_clar
     barely shows in the moves, while it can outweigh fast, shallow strokes in the position. The period is
     the highest peak after the autocorrelation first turns negative (the end of one move's own width).
     """
-    moves = np.diff(np.asarray(x, float))
-    moves -= moves.mean()
-    n = moves.size
-    if n < 8 or not np.any(moves):
+    ac = _autocorrelation(np.diff(np.asarray(x, float)))
+    if ac is None:
         return None
-    spectrum = np.fft.rfft(moves, 2 * n)
-    ac = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
-    ac /= ac[0]
-    hi = min(n - 1, int(max_period_s * fps))
+    hi = min(ac.size - 1, int(max_period_s * fps))
     negative = np.flatnonzero(ac[1:hi] < 0)
     if negative.size == 0:
         return None
