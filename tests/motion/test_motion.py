@@ -96,6 +96,22 @@ def test_strokes_too_fast_for_the_frame_rate_are_not_taken_for_noise():
     assert set(cols_in) == {10}
 
 
+def test_strokes_too_fast_for_the_frame_rate_win_over_a_slower_distractor():
+    # the same 15 reversals a second, beside a distractor swinging steadily once in 1.7 s with a third of
+    # the strokes' energy: its motion carries on between frames and the strokes' does not, but the
+    # strokes repeat every 4 frames, which flow noise never does
+    rng = np.random.default_rng(3)
+    t, rows, cols = 450, 18, 32
+    seconds = np.arange(t) / FPS
+    truth = np.sin(2 * np.pi * 7.5 * seconds + 0.3)
+    grids = rng.normal(0, 0.05, (t, rows, cols, 2))
+    grids[:, 8:13, 10, 1] -= np.gradient(truth)[:, None] * 3
+    grids[:, 6:10, 22:25, 1] += 0.9 * np.sin(2 * np.pi * seconds / 1.7)[:, None, None]
+    ws = analyse_window(grids.astype(np.float32), FPS)
+    _, cols_in = np.nonzero(ws.roi_weight > 0.2)
+    assert set(cols_in) == {10}
+
+
 def test_periodic_subject_wins_over_irregular_distractor():
     truth = stroke()
     ws = analyse_window(track(render(truth, distractor=True)), FPS)
