@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import (BandTrack, CameraPaths, better_direction, camera_chain, choose_axis,
-                                           follows_as_closely, jump_share, masked_sqdiff, mend_from_flow, moves_with,
-                                           structure_tensors, suppress_spikes, track_band, visible_share,
-                                           without_aperture_noise, without_excursions)
+from autofunscript.motion.keyframe import (UNREGISTERED_AGREEMENT, BandTrack, CameraPaths, better_direction,
+                                           camera_chain, choose_axis, follows_as_closely, jump_share, masked_sqdiff,
+                                           mend_from_flow, moves_agreement, moves_with, structure_tensors,
+                                           suppress_spikes, track_band, visible_share, without_aperture_noise,
+                                           without_excursions)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -174,6 +175,17 @@ def test_a_band_moving_against_the_flow_is_caught():
     # matched against the wrong face half the time: the band runs backwards on every other stroke
     flipped = np.where((np.arange(truth.size) // 40) % 2 == 0, -truth, truth)
     assert not moves_with(flipped - 0.3 * truth, flow)
+
+
+def test_an_unregistered_band_must_follow_the_flows_moves():
+    truth = stroke()
+    # a band carrying a larger motion of its own beside the subject's: its moves follow the flow's only
+    # loosely. A registered band stands; one on an unchecked camera chain does not, unless it follows closely.
+    other = 135 * np.sin(2 * np.pi * 1.3 * np.arange(truth.size) / FPS)
+    assert 0.0 < moves_agreement(truth + other, truth) < UNREGISTERED_AGREEMENT
+    assert moves_with(truth + other, truth, registered=True)
+    assert not moves_with(truth + other, truth, registered=False)
+    assert moves_with(truth + 0.2 * other, truth, registered=False)
 
 
 def test_a_direction_that_misses_the_subject_does_not_replace_the_flows():
