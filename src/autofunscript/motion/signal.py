@@ -29,7 +29,8 @@ MIN_STEADY_SHARE = 0.1
 # Strokes too fast for the frame rate (3-4 frames each, 7.5-10 Hz at 30 fps) change sign between frames
 # too, but repeat: their moves come back within 3-4 frames, reversed in between (measured on the suite:
 # autocorrelation 0.90-0.99 at 4 frames, <= -0.89 at 2). Other motion that changes sign between frames
-# (flow noise, a slower rhythm) repeats at most 0.49 at 3-4 frames.
+# (flow noise, a slower rhythm) repeats at most 0.49 at 3-4 frames, or without reversing in between (a
+# pendulum filmed with every frame shown twice).
 RAPID_REPEAT = 0.8
 RAPID_REVERSAL = -0.4
 
