@@ -74,8 +74,9 @@ def test_keyframe_tracker_follows_a_smooth_fast_subject(angle):
 def test_keyframe_tracker_registers_camera_shake():
     truth = stroke()
     ws, images, cameras = analyse(render(truth, shake=2))
-    position = track_band(images, cameras, ws.roi_weight, (0.0, -1.0), 10, rekey_every=60).displacement
-    assert np.corrcoef(position, truth)[0, 1] > 0.95
+    track = track_band(images, cameras, ws.roi_weight, (0.0, -1.0), 10, rekey_every=60)
+    assert np.corrcoef(track.displacement, truth)[0, 1] > 0.95
+    assert track.registered and track.partly_registered
 
 
 def test_camera_chain_composes_forward_and_inverts_backward():
@@ -137,6 +138,10 @@ def test_a_background_that_does_not_register_keeps_the_chain():
     frames = range(0, 60)
     assert not paths.registered(20, frames)
     assert np.allclose(paths.chain(20, frames), camera_chain(cameras, 20))
+    roi = np.zeros((H // 10, W // 10))
+    roi[5:12, 14:19] = 1.0
+    track = track_band(images, cameras, roi, (0.0, -1.0), 10, rekey_every=20, paths=paths)
+    assert not track.registered and not track.partly_registered
 
 
 def test_a_stretch_whose_keyframe_is_spoilt_is_measured_from_another():
@@ -199,23 +204,23 @@ def test_a_direction_that_misses_the_subject_does_not_replace_the_flows():
     read = np.cos(np.radians(40)) * truth + np.random.default_rng(3).normal(0, 2, truth.size)
     lost = read.copy()
     lost[100:102] += 60
-    along_flow = BandTrack(read, 1.0, jump_share(lost), True)
+    along_flow = BandTrack(read, 1.0, jump_share(lost), True, True)
     assert 0 < along_flow.jumps <= 0.01
     # along a searched direction the band sees the full strokes' tips only: it never jumps, and it stays
     # flat through the shallow strokes
     tips = np.where(depth > 0.5, truth, 50 + 45 * depth * 0.1)
-    missing = BandTrack(tips, 1.0, jump_share(tips), True)
+    missing = BandTrack(tips, 1.0, jump_share(tips), True, True)
     assert missing.jumps == 0
     assert not better_direction(along_flow, missing, flow)
     # along the stroke itself every stroke is followed without a loss: that direction replaces the flow's
-    assert better_direction(along_flow, BandTrack(truth, 1.0, jump_share(truth), True), flow)
+    assert better_direction(along_flow, BandTrack(truth, 1.0, jump_share(truth), True, True), flow)
     # where the flow's direction loses the subject too often to be used at all, the other stands in for the
     # integrated flow: a track that follows its moves loosely will do, one unrelated to them will not
-    lost_often = BandTrack(read, 1.0, 0.05, True)
+    lost_often = BandTrack(read, 1.0, 0.05, True, True)
     assert better_direction(lost_often, missing, flow)
     unrelated = 3 * np.sin(2 * np.pi * 0.2 * t) + np.random.default_rng(5).normal(0, 0.5, truth.size)
     assert jump_share(unrelated) == 0
-    assert not better_direction(lost_often, BandTrack(unrelated, 1.0, 0.0, True), flow)
+    assert not better_direction(lost_often, BandTrack(unrelated, 1.0, 0.0, True, True), flow)
 
 
 def test_a_keyframe_that_holds_no_subject_does_not_replace_a_jumpy_stretch():
