@@ -159,8 +159,9 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
                 if better_direction(tracked, along_axis, position):
                     tracked = along_axis
         # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
-        # (jumps), hardly ever saw it change (a subject a few pixels across) or mostly moved against the
-        # flow (it matched something else, e.g. the other face of a twisting object)
+        # (jumps), hardly ever saw it change (a subject a few pixels across), mostly moved against the
+        # flow (it matched something else, e.g. the other face of a twisting object), or, on a camera path
+        # registration never checked, hardly followed the flow's moves
         band = tracked.displacement
         if (tracked.seen >= MIN_BAND_SEEN and tracked.jumps <= JUMPY_SHARE
                 and moves_with(band, position, tracked.partly_registered)):

@@ -97,7 +97,7 @@ def test_strokes_too_fast_for_the_frame_rate_are_not_taken_for_noise():
 
 
 def test_strokes_too_fast_for_the_frame_rate_win_over_a_slower_distractor():
-    # the same 15 reversals a second, beside a distractor swinging steadily once in 1.7 s with a third of
+    # the same 15 reversals a second, beside a distractor swinging steadily once in 1.7 s with a fifth of
     # the strokes' energy: its motion carries on between frames and the strokes' does not, but the
     # strokes repeat every 4 frames, which flow noise never does
     rng = np.random.default_rng(3)
