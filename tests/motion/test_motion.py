@@ -4,7 +4,8 @@ import pytest
 
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.segments import CutDetector, Windower
-from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window, periodicity, stroke_period
+from autofunscript.motion.signal import (WindowSignal, _rapid_rhythm, along_the_path, analyse_window, periodicity,
+                                         stroke_period)
 
 W, H, FPS = 320, 180, 30.0
 
@@ -110,6 +111,18 @@ def test_strokes_too_fast_for_the_frame_rate_win_over_a_slower_distractor():
     ws = analyse_window(grids.astype(np.float32), FPS)
     _, cols_in = np.nonzero(ws.roi_weight > 0.2)
     assert set(cols_in) == {10}
+
+
+def test_a_rhythm_of_three_or_four_frames_is_strokes_not_noise():
+    frames = np.arange(450)
+    assert _rapid_rhythm(np.sin(2 * np.pi * frames / 4 + 0.3))  # 7.5 Hz at 30 fps
+    assert _rapid_rhythm(np.sin(2 * np.pi * frames / 3 + 0.3))  # 10 Hz
+    assert not _rapid_rhythm(np.random.default_rng(6).normal(size=frames.size))
+    # a slow swing with every frame shown twice: its moves vanish every other frame, so they repeat at 2 and
+    # 4 frames without reversing in between
+    swing = np.sin(2 * np.pi * (frames // 2) / 50)
+    doubled = np.diff(swing, prepend=swing[0])
+    assert not _rapid_rhythm(doubled)
 
 
 def test_periodic_subject_wins_over_irregular_distractor():

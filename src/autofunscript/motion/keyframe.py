@@ -43,12 +43,12 @@ RETRY_AGREEMENT_SLACK = 0.05
 # A band whose moves correlate less with the flow's than this is not taken in the flow's place (measured: searched
 # directions that beat the flow 0.31 and 0.91, one that did not -0.04).
 LOOSE_AGREEMENT = 0.2
-# A band on a camera path that registration could not check anywhere in the window (a lens, as in VR) drifts
-# with the chain of camera motions, and is taken only where its moves also follow the flow's this closely
-# (measured on the suite's vr windows: 0.68-0.99 where the band was about as good as the flow or better,
-# 0.24-0.37 where the flow was better by 0.4-0.6: real_11, 15 reversals a second). Where some stretches
-# registered, their level holds the rest (hard real_12's last window, 2 of 4: agreement 0.38, r 0.51
-# against the flow's 0.22).
+# A band on a camera path that registration could not check anywhere in the window (a lens, as in VR; also a
+# subject that fills the frame, or strong parallax: see CameraPaths) drifts with the chain of camera motions,
+# and is taken only where its moves also follow the flow's this closely (measured on the suite's vr windows:
+# 0.68-0.99 where the band was about as good as the flow or better, 0.24-0.37 where the flow was better by
+# 0.4-0.6: real_11, 15 reversals a second). Where some stretches registered, their level holds the rest
+# (hard real_12's last window, 2 of 4: agreement 0.38, r 0.51 against the flow's 0.22).
 UNREGISTERED_AGREEMENT = 0.5
 # A track with more jumps than this has lost the subject: the window uses the flow instead. On registered camera
 # paths a band under an occluder drifts off without jumping more often, so the bar is low (measured, flow F1 / r:
@@ -93,7 +93,7 @@ class BandTrack:
     seen: float  # share of the frames that differed from their keyframe inside the band
     jumps: float  # jump_share of the track before brief excursions were bridged: the evidence of losses
     registered: bool  # every stretch was measured on a registered camera path: its level is measured too
-    partly_registered: bool  # some stretch was: the camera path is not one registration cannot follow (a lens)
+    partly_registered: bool  # some stretch was: registration can follow this camera path (unlike a lens's)
 
 
 def _h(m: np.ndarray) -> np.ndarray:
@@ -582,16 +582,16 @@ def moves_agreement(band: np.ndarray, flow: np.ndarray, sigma_frames: float = 1.
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def moves_with(band: np.ndarray, flow: np.ndarray, registered: bool = True) -> bool:
-    """False when the band's moves clearly run against the flow's, or (`registered` False: no stretch of its
-    camera path registered) barely follow them.
+def moves_with(band: np.ndarray, flow: np.ndarray, partly_registered: bool = True) -> bool:
+    """False when the band's moves clearly run against the flow's, or (`partly_registered` False: no stretch
+    of its camera path registered) barely follow them.
 
     The flow may misjudge how far a smooth subject moves, hardly which way: a band that moves the other
     way has matched something else. Measured r of the moves: a twisting pocket watch's band -0.37; bands
     on their subject -0.05 to 1.0 (unrelated moves are no evidence against a registered band: the flow
     can be the one that is off the subject). An unregistered one must follow them (UNREGISTERED_AGREEMENT).
     """
-    return moves_agreement(band, flow) > (-0.2 if registered else UNREGISTERED_AGREEMENT)
+    return moves_agreement(band, flow) > (-0.2 if partly_registered else UNREGISTERED_AGREEMENT)
 
 
 def follows_as_closely(retry: np.ndarray, first: np.ndarray, flow: np.ndarray) -> bool:

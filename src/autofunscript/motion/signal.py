@@ -26,11 +26,13 @@ SLOW_MOTION_S = 3.0
 # energy (measured: the subject under noise 0.18-0.29, nothing but residue beside fast strokes 0.01-0.03).
 MIN_PERSISTENCE = 0.3
 MIN_STEADY_SHARE = 0.1
-# Strokes too fast for the frame rate (3-4 frames each, 7.5-10 Hz at 30 fps) change sign between frames
-# too, but repeat: their moves come back within 3-4 frames, reversed in between (measured on the suite:
-# autocorrelation 0.90-0.99 at 4 frames, <= -0.89 at 2). Other motion that changes sign between frames
-# (flow noise, a slower rhythm) repeats at most 0.49 at 3-4 frames, or without reversing in between (a
-# pendulum filmed with every frame shown twice).
+# Strokes too fast for the frame rate (about 3 or 4 whole frames each: 7.5-10 Hz at 30 fps) change sign
+# between frames too, but repeat: their moves come back after 3 or 4 frames, reversed in between (measured
+# on the suite: autocorrelation 0.90-0.99 at 4 frames, <= -0.89 at 2). Other motion that changes sign between
+# frames (flow noise, a slower rhythm) repeats at most 0.49 at 3-4 frames, or without reversing in between
+# (a pendulum filmed with every frame shown twice). Periods between whole frames (3.5, 4.5) repeat less and
+# are not caught; looking up to 8 frames would catch them, but it also took the arm circles' 5-frame rhythm
+# at 10 fps away from the steady search (r 0.981 -> 0.933) and changed nothing on the suite.
 RAPID_REPEAT = 0.8
 RAPID_REVERSAL = -0.4
 
