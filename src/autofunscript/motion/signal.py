@@ -32,7 +32,7 @@ MIN_STEADY_SHARE = 0.1
 # frames (flow noise, a slower rhythm) repeats at most 0.49 at 3-4 frames, or without reversing in between
 # (a pendulum filmed with every frame shown twice). Periods between whole frames (3.5, 4.5) repeat less and
 # are not caught; looking up to 8 frames would catch them, but it also took the arm circles' 5-frame rhythm
-# at 10 fps away from the steady search (r 0.981 -> 0.933) and changed nothing on the suite.
+# at 10 fps away from the steady search (r 0.981 -> 0.933) and would flip no suite window.
 RAPID_REPEAT = 0.8
 RAPID_REVERSAL = -0.4
 
