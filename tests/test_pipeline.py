@@ -346,16 +346,34 @@ def test_strokes_near_the_top_stay_near_the_top(tmp_path):
     assert np.percentile(high, 95) > 90
 
 
-def test_the_bundled_sample_holds_still_through_its_pause():
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture(scope="module")
+def sample_script() -> Funscript:
+    return generate(SAMPLES / "sample.mp4").script
+
+
+def test_the_bundled_sample_holds_still_through_its_pause(sample_script):
     # README's first command. The subject rests 0.8 s at mid-stroke (7.0-7.8 s); its sharp-edged band aliases at
     # half resolution, and the best row flipped between two dips either side of the true one, 3.5 px apart:
     # four false reversals (F1 0.870, the pause spanning 13 units)
-    samples = Path(__file__).resolve().parents[1] / "samples"
-    script = generate(samples / "sample.mp4").script
-    truth = read_funscript(samples / "sample.truth.funscript")
-    assert evaluate(script, truth).extrema_f1 >= 0.95
-    pause = script.sample(np.arange(7050.0, 7750.0, 10.0))
+    truth = read_funscript(SAMPLES / "sample.truth.funscript")
+    assert evaluate(sample_script, truth).extrema_f1 >= 0.95
+    pause = sample_script.sample(np.arange(7050.0, 7750.0, 10.0))
     assert np.ptp(pause) <= 10
+
+
+def test_generated_actions_move_one_way_between_reversals(sample_script):
+    # the tracker's pixel steps, stretched to the range, wiggled the sample's script by a few positions between
+    # its turns (28 changes of direction for 18 turns), which a device plays as buzzing
+    pos = sample_script.pos.astype(float)
+    found = find_reversals(pos, GenerateOptions().post.min_swing).index
+    turns = int(((found > 0) & (found < pos.size - 1)).sum())
+    moves = np.sign(np.diff(pos))
+    moves = moves[moves != 0]
+    assert turns >= 15
+    assert int((moves[1:] != moves[:-1]).sum()) == turns
 
 
 def test_the_direction_search_is_skipped_where_the_flow_direction_never_loses_the_subject(clip, monkeypatch):

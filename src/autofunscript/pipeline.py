@@ -264,7 +264,7 @@ def dense_to_script(dense: DenseSignal, post: PostSettings) -> tuple[np.ndarray,
     if np.isnan(position).all():
         raise AutofunscriptError("no motion found in the video (still picture?); nothing written")
     position = smooth(times_ms, position, post.smooth_ms)
-    at, pos = to_actions(times_ms, position, post, centre_turns=True)
+    at, pos = to_actions(times_ms, position, post, centre_turns=True, monotone=True)
     return finish(at, pos, post)
 
 

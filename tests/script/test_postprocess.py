@@ -10,6 +10,7 @@ from autofunscript.script.postprocess import (
     finish,
     limit_speed,
     local_normalise,
+    monotone_between,
     robust_normalise,
     soft_clip,
     speeds,
@@ -125,6 +126,63 @@ def test_centred_turns_leave_fast_strokes_and_sharp_symmetric_turns_alone():
     rev = find_reversals(pos.astype(float), 10)
     corners = at[rev.index][1:-1]  # the ends are the clip's
     assert len(corners) == 9 and np.abs(corners - np.rint(corners / 1000.0) * 1000.0).max() <= 1
+
+
+def _direction_changes(pos: np.ndarray) -> int:
+    moves = np.sign(np.diff(pos.astype(float)))
+    moves = moves[moves != 0]
+    return int((moves[1:] != moves[:-1]).sum())
+
+
+def test_monotone_actions_flatten_wiggles_on_holds_and_keep_every_reversal():
+    # strokes with holds at the top and bottom, where a tracker's pixel steps wiggle by a few positions
+    fps = 30.0
+    t = np.arange(0, 12, 1 / fps) * 1000.0
+    phase = (t / 1000.0) % 3.0  # 1 s up, 0.5 s hold at the top, 1 s down, 0.5 s hold at the bottom
+    x = np.select([phase < 1, phase < 1.5, phase < 2.5], [10 + 80 * phase, 90, 90 - 80 * (phase - 1.5)], 10.0)
+    held = (phase >= 1) & (phase < 1.5) | (phase >= 2.5)
+    x = x + np.where(held, 2.5 * np.sign(np.sin(2 * np.pi * t / 200.0)), 0.0)  # +-2.5 every 100 ms on holds
+    plain_at, plain_pos = to_actions(t, x, PostSettings())
+    at, pos = to_actions(t, x, PostSettings(), monotone=True)
+    found = find_reversals(x, PostSettings().min_swing).index
+    turns = found[(found > 0) & (found < x.size - 1)]  # the clip's ends are not turns
+    assert turns.size == 8
+    # without the fit the holds buzz: direction changes on top of the strokes' turns
+    assert _direction_changes(plain_pos) > 2 * turns.size
+    # with it only the strokes' turns are left, each at its own time and level
+    assert _direction_changes(pos) == turns.size
+    for index in turns:
+        assert np.rint(x[index]) in pos[at == np.rint(t[index])]
+    assert pos.size < plain_pos.size
+
+
+def test_monotone_actions_keep_turns_too_quick_to_be_reversals():
+    # 60 fps strokes turning every 50 ms (under min_interval_ms): dropped as reversals, yet they are strokes,
+    # not wiggles, and keep their shape (the same actions as without the fit)
+    t = np.arange(0, 2, 1 / 60) * 1000.0
+    x = 50 + 30 * np.abs(((t / 100.0) % 1.0) * 2 - 1)
+    assert PostSettings().min_interval_ms > 50
+    plain_at, plain_pos = to_actions(t, x, PostSettings())
+    at, pos = to_actions(t, x, PostSettings(), monotone=True)
+    assert _direction_changes(pos) >= 35
+    assert np.array_equal(at, plain_at) and np.array_equal(pos, plain_pos)
+
+
+def test_monotone_between_is_the_closest_one_way_fit_and_keeps_the_anchors():
+    x = np.array([10.0, 30.0, 25.0, 40.0, 38.0, 42.0, 90.0, 60.0, 65.0, 20.0])
+    fitted = monotone_between(x, [0, 6, 9])
+    assert np.all(np.diff(fitted[:7]) >= 0) and np.all(np.diff(fitted[6:]) <= 0)
+    assert fitted[[0, 6, 9]].tolist() == [10.0, 90.0, 20.0]
+    # each wiggle becomes the mean of what it pooled: the least change that makes the stretch one-way
+    assert fitted[1] == fitted[2] == 27.5 and fitted[3] == fitted[4] == 39.0 and fitted[7] == fitted[8] == 62.5
+
+
+def test_existing_scripts_keep_their_small_moves():
+    # tune simplifies a hand-made script without flattening it: a vibration of 4 positions on a hold stays
+    at = np.arange(0, 2000, 100, dtype=np.int64)
+    pos = np.array([0, 100, 50, 54, 50, 54, 50, 54, 50, 54, 50, 54, 50, 100, 0, 100, 0, 100, 0, 100])
+    tuned_at, tuned_pos, _ = tune(at, pos, PostSettings(max_speed=0))
+    assert _direction_changes(tuned_pos) == _direction_changes(pos)
 
 
 def test_to_actions_simplifies_straight_lines():

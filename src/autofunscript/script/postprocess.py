@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, percentile_filter, uniform_filter1d
+from scipy.optimize import isotonic_regression
 
 from autofunscript.script.extrema import Reversals, find_reversals, turn_centres
 
@@ -196,21 +197,43 @@ def drop_quick_wiggles(times_ms: np.ndarray, reversals: np.ndarray, min_interval
     return np.asarray(idx, np.int64)
 
 
+def monotone_between(pos: np.ndarray, anchors: list[int]) -> np.ndarray:
+    """`pos` with each stretch between consecutive anchors (sorted indices) replaced by its closest
+    one-way fit (isotonic regression, rising or falling as its ends do).
+
+    Between two reversals a signal from video still wiggles by less than the minimum swing (a tracker's
+    pixel steps stretched to the range, mostly on holds). As actions those are back-and-forth moves of a
+    few positions that a device plays as buzzing; the fit turns them into flats. A stretch between a trough
+    and the next peak found by find_reversals never leaves the range between them (it would have confirmed
+    a turn), so the reversals keep their values.
+    """
+    out = np.asarray(pos, float).copy()
+    for a, b in zip(anchors[:-1], anchors[1:]):
+        if b - a >= 2:
+            out[a : b + 1] = isotonic_regression(out[a : b + 1], increasing=bool(out[b] >= out[a])).x
+    return out
+
+
 def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
-               centre_turns: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               centre_turns: bool = False, monotone: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Dense signal -> actions: every reversal is kept, the shape between them only where it bends.
 
     `centre_turns` (a per-frame signal from video) times round turns by their middle rather than their
     highest sample, within a couple of frames of it; an existing script's timing is never moved.
+    `monotone` flattens wiggles between reversals (see monotone_between); an existing script keeps its
+    deliberate small moves (vibration patterns).
     """
     if pos.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    reversals = drop_quick_wiggles(times_ms, find_reversals(pos, settings.min_swing).index,
-                                   settings.min_interval_ms)
+    found = find_reversals(pos, settings.min_swing).index
+    reversals = drop_quick_wiggles(times_ms, found, settings.min_interval_ms)
     anchors = sorted({0, *reversals.tolist(), pos.size - 1})
+    # turns too quick to keep as reversals still keep their shape (strokes faster than the frame rate
+    # shows well); only moves under the minimum swing are flattened
+    shaped = monotone_between(pos, sorted({0, *found.tolist(), pos.size - 1})) if monotone else pos
     keep = np.zeros(pos.size, bool)
     for a, b in zip(anchors[:-1], anchors[1:]):
-        seg = _rdp_keep(times_ms[a : b + 1], pos[a : b + 1], settings.simplify)
+        seg = _rdp_keep(times_ms[a : b + 1], shaped[a : b + 1], settings.simplify)
         keep[a : b + 1] |= seg
     kept = np.flatnonzero(keep)
     times = times_ms[kept].astype(float)
@@ -224,7 +247,7 @@ def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
                      times[n + 1] - frame / 2 if n + 1 < times.size else np.inf)
             times[n] = min(max(centres[int(kept[n])], lo), hi)
     at = np.rint(times).astype(np.int64)
-    p = np.clip(np.rint(pos[kept]), 0, 100).astype(np.int64)
+    p = np.clip(np.rint(shaped[kept]), 0, 100).astype(np.int64)
     unique = np.append(np.diff(at) > 0, True)
     if frame:
         unique &= ~_flat_lead_ins(times, kept, p, reversals, frame)
