@@ -135,13 +135,9 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
     position = ws.position
     if window.images is not None:
         images = window.images
-        if roi_mask is not None:
-            # outside the user's point of interest nothing may count as change, or the band search
-            # could lock onto another moving subject
-            height, width = images.shape[1:]
-            inside = cv2.resize(roi_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-            images = images * inside
-
+        # With a point of interest the ROI, and so the band, already lie in its box. The frame around the box
+        # stays whole: registration holds the camera path to the background there, and a frame blacked out
+        # beyond the box gave the band the box's edge, moving with the camera, to match instead of the subject.
         paths = CameraPaths(images, window.cameras, ws.roi_weight, FLOW_CELL)
 
         def track(along: tuple[float, float]) -> BandTrack:
