@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker
-from autofunscript.motion.keyframe import (UNREGISTERED_AGREEMENT, BandTrack, CameraPaths, better_direction,
-                                           camera_chain, choose_axis, follows_as_closely, jump_share, masked_sqdiff,
-                                           mend_from_flow, moves_agreement, moves_with, structure_tensors,
-                                           suppress_spikes, track_band, visible_share, without_aperture_noise,
-                                           without_excursions)
+from autofunscript.motion.keyframe import (LOOSE_AGREEMENT, UNREGISTERED_AGREEMENT, BandTrack, CameraPaths,
+                                           better_direction, camera_chain, choose_axis, follows_as_closely, jump_share,
+                                           masked_sqdiff, mend_from_flow, moves_agreement, moves_with,
+                                           structure_tensors, suppress_spikes, track_band, visible_share,
+                                           without_aperture_noise, without_excursions)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -188,6 +188,10 @@ def test_a_band_moving_against_the_flow_is_caught():
     # matched against the wrong face half the time: the band runs backwards on every other stroke
     flipped = np.where((np.arange(truth.size) // 40) % 2 == 0, -truth, truth)
     assert not moves_with(flipped - 0.3 * truth, flow)
+    # a motion of its own, unrelated to the flow's (strokes too blurred for the band, which matched the blur)
+    unrelated = 40 * np.sin(2 * np.pi * 0.37 * np.arange(truth.size) / FPS + 1.0)
+    assert abs(moves_agreement(unrelated, flow)) < LOOSE_AGREEMENT
+    assert not moves_with(unrelated, flow, partly_registered=True)
 
 
 def test_an_unregistered_band_must_follow_the_flows_moves():
