@@ -20,7 +20,7 @@ import pytest
 from autofunscript import __version__, pipeline
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import MotionSample
-from autofunscript.motion.keyframe import UNREGISTERED_AGREEMENT, moves_agreement
+from autofunscript.motion.keyframe import LOOSE_AGREEMENT, UNREGISTERED_AGREEMENT, moves_agreement
 from autofunscript.motion.segments import Windower
 from autofunscript.pipeline import (DenseSignal, GenerateOptions, _Assembler, _fill_gaps, generate, merge_spans,
                                     track_motion)
@@ -420,7 +420,7 @@ def test_the_direction_search_is_skipped_where_the_flow_direction_never_loses_th
 
 @pytest.mark.parametrize("partly_registered", [True, False])
 def test_a_band_that_registration_never_checked_must_follow_the_flow(clip, monkeypatch, partly_registered):
-    # the band carries a larger motion of its own beside the subject's, so its moves follow the flow's only
+    # the band carries a motion of its own beside the subject's, so its moves follow the flow's only
     # loosely: where registration checked part of its camera path it is still taken, where it checked none
     # the window falls back to the integrated flow
     real_track, real_fit = pipeline.track_band, pipeline.fit_range
@@ -429,7 +429,7 @@ def test_a_band_that_registration_never_checked_must_follow_the_flow(clip, monke
     def loosely_following(*args, flow, **kwargs):
         track = real_track(*args, flow=flow, **kwargs)
         frames = np.arange(track.displacement.size)
-        own = 1.5 * np.ptp(track.displacement) * np.sin(2 * np.pi * 1.3 * frames / FPS)
+        own = 0.6 * np.ptp(track.displacement) * np.sin(2 * np.pi * 1.3 * frames / FPS)
         agreements.append(moves_agreement(track.displacement + own, flow))
         return replace(track, displacement=track.displacement + own, registered=False,
                        partly_registered=partly_registered)
@@ -441,7 +441,7 @@ def test_a_band_that_registration_never_checked_must_follow_the_flow(clip, monke
     monkeypatch.setattr(pipeline, "track_band", loosely_following)
     monkeypatch.setattr(pipeline, "fit_range", recorded_fit)
     generate(clip.path)
-    assert agreements and all(-0.2 < a < UNREGISTERED_AGREEMENT for a in agreements)
+    assert agreements and all(LOOSE_AGREEMENT < a < UNREGISTERED_AGREEMENT for a in agreements), agreements
     assert band_fits and all(used == partly_registered for used in band_fits)
 
 
