@@ -27,8 +27,9 @@ from autofunscript.pipeline import GenerateOptions, LiveTracker, Poi, generate, 
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.funscript import Funscript, read_funscript
 from autofunscript.video.stream import open_video
-from autofunscript.viewer import (POI_BOX_COLOUR, SEEK_BAR_H, SEEK_COLOUR, Layout, PoiEntry, display_problem,
-                                  display_width_for, entry_in_effect, export_paths, format_poi_log, read_poi_log)
+from autofunscript.viewer import (POI_BOX_COLOUR, REGIONS, SEEK_BAR_H, SEEK_COLOUR, Layout, PoiEntry,
+                                  display_problem, display_width_for, entry_in_effect, export_paths, format_poi_log,
+                                  read_poi_log)
 
 CLIP_SIZE = (1600, 900)  # wider than the 1280 px display, so clicks must be mapped back to source pixels
 CLIP_FPS = 25
@@ -105,10 +106,16 @@ def test_live_prediction_is_generate_fed_frame_by_frame(clip):
     # the whole frame follows the dominant fast block (3 reversals/s), the POI the slow one (1/s)
     assert strokes_per_second(full) == pytest.approx(2 * FAST[1], rel=0.25)
     assert strokes_per_second(poi) == pytest.approx(2 * SLOW[1], rel=0.3)
-    times, positions = tracker.preview("poi")
+    preview = tracker.preview("poi")
+    times, positions = preview.times_s, preview.positions
     assert times[-1] == pytest.approx(options.end_s - 1 / CLIP_FPS, abs=1e-3)
     assert times[-1] - times[0] <= tracker.preview_s + 1e-9
     assert np.nanmax(positions) - np.nanmin(positions) > 50
+    # each preview outlines the block it follows (fractions of the frame): a user sees which one that is
+    for name, (centre_x, _, amplitude) in (("full", FAST), ("poi", SLOW)):
+        x0, y0, x1, y1 = tracker.preview(name).roi
+        assert x0 < centre_x < x1 and x1 - x0 < 0.25
+        assert y0 < 0.5 + amplitude and y1 > 0.5 - amplitude
 
 
 @pytest.mark.slow
@@ -578,6 +585,12 @@ def test_replayed_poi_log_steers_the_poi_prediction(clip, xdisplay, tmp_path):
         for delay_ms in (28, 19, 13):  # shorter frame delay: faster than real time
             viewer.press("comma", line=f"frame delay {delay_ms} ms")
         viewer.wait_for("end of video")
+        time.sleep(1.5)  # the previews take turns every half second: each has been redrawn on the last frame
+        # the whole-frame prediction outlines what it follows in its colour: the fast block, whose centre the
+        # 1280 px wide display shows at x 384
+        picture = X11(xdisplay).grab(int(viewer.window), 1280, SEEK_BAR_H + 720)[SEEK_BAR_H:]
+        ys, xs = np.nonzero((picture == REGIONS["full"].colour).all(axis=2))
+        assert xs.size > 100 and abs(np.median(xs) - FAST[0] * 1280) < 1280 / 16
         viewer.press("q", line="exporting:")
         viewer.wait_for("POI changes")
         assert viewer.finish() == 0, viewer.stderr()

@@ -453,6 +453,15 @@ class _LiveRegion:
         return self.spans[-1] if self.spans and self.spans[-1].windower is not None else None
 
 
+@dataclass(frozen=True)
+class LivePreview:
+    """LiveTracker's quick look at one region: positions over the last seconds and where it saw the subject."""
+
+    times_s: np.ndarray
+    positions: np.ndarray  # 0-100, NaN where still
+    roi: tuple[float, float, float, float] | None = None  # (x0, y0, x1, y1) fractions of the frame; None = none
+
+
 class LiveTracker:
     """Generate, fed analysis frames one by one, for several regions of the frame at once.
 
@@ -514,20 +523,30 @@ class LiveTracker:
         for region in self._regions.values():
             self._end_span(region)
 
-    def preview(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Provisional positions (times_s, 0-100, NaN where still) over the last `preview_s` seconds, for display.
+    def preview(self, name: str) -> LivePreview:
+        """Provisional positions over the last `preview_s` seconds and the box of the cells that carried them
+        (what the automatic choice follows: a viewer draws it, so a user sees when to point at the subject).
 
         One short window analysed from the flow alone (also for the model method), so it takes milliseconds;
         scripts use the full analysis."""
         region = self._regions.get(name)
         if region is None or len(self._recent) < 3:
-            return np.zeros(0), np.zeros(0)
+            return LivePreview(np.zeros(0), np.zeros(0))
         windower = Windower(max_s=math.inf, detect_cuts=False)
         for sample in self._recent:
             for _ in windower.push(sample):
                 pass  # never emits: the window is unbounded
         window = next(windower.flush())
-        return window.times_s, _window_positions(window, self.options, self._mask(region))[0]
+        position, ws = flow_position(window, self.options, self._mask(region))
+        if position is None:
+            return LivePreview(window.times_s, np.full(window.times_s.size, np.nan))
+        rows, cols = np.nonzero(ws.roi_weight > 0)
+        if rows.size == 0 or self._frame_shape is None:
+            return LivePreview(window.times_s, position)
+        cell, (height, width) = self._flow.cell, self._frame_shape
+        roi = (cols.min() * cell / width, rows.min() * cell / height, (cols.max() + 1) * cell / width,
+               (rows.max() + 1) * cell / height)
+        return LivePreview(window.times_s, position, tuple(float(v) for v in roi))
 
     def script(self, name: str) -> Funscript | None:
         """Everything predicted so far for region `name` as one post-processed script; None if nothing moved.

@@ -27,7 +27,7 @@ import numpy as np
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
-from autofunscript.pipeline import GenerateOptions, LiveTracker, Poi
+from autofunscript.pipeline import GenerateOptions, LivePreview, LiveTracker, Poi
 from autofunscript.script.funscript import Funscript, atomic_write_text, write_funscript
 from autofunscript.video.stream import Frame, VideoStream, open_video
 
@@ -279,7 +279,7 @@ class _Session:
         self.poi_size = float(np.clip(info.height / 4, MIN_POI_SIZE, min(info.width, info.height)))
         self.poi_log: list[PoiEntry] = []
         self.clicks: list[tuple[int, int]] = []
-        self.previews: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.previews: dict[str, LivePreview] = {}
         self.fps = 0.0
         self._fps_count, self._fps_since = 0, time.perf_counter()
         self._preview_at = 0.0
@@ -451,6 +451,7 @@ class _Session:
         canvas[top : top + self.layout.frame_h] = self.frame.image
         self._draw_seek_bar(canvas)
         if self.drawing:
+            self._draw_tracked(canvas)
             if self.poi is not None:
                 self._draw_poi(canvas)
             self._draw_panel(canvas)
@@ -485,6 +486,22 @@ class _Session:
         bottom = SEEK_BAR_H + self.layout.frame_h - 1
         cv2.rectangle(canvas, (x0, max(y0, SEEK_BAR_H)), (x1, min(y1, bottom)), POI_BOX_COLOUR, 2)
 
+    def _draw_tracked(self, canvas: np.ndarray) -> None:
+        """A thin box, in each prediction's colour, around the cells its preview follows: where the whole-frame
+        prediction settles on the wrong body, that is the cue to click on the subject."""
+        if not self.predicting:
+            return
+        width, height = self.stream.info.width, self.stream.info.height
+        bottom = SEEK_BAR_H + self.layout.frame_h - 1
+        for name, region in REGIONS.items():
+            preview = self.previews.get(name)
+            if preview is None or preview.roi is None:
+                continue
+            x0, y0, x1, y1 = preview.roi
+            left, top = self.layout.to_display(x0 * width, y0 * height)
+            right, low = self.layout.to_display(x1 * width, y1 * height)
+            cv2.rectangle(canvas, (left, max(top, SEEK_BAR_H)), (right, min(low, bottom)), region.colour, 1)
+
     def _draw_panel(self, canvas: np.ndarray) -> None:
         assert self.frame is not None
         top = SEEK_BAR_H + self.layout.frame_h
@@ -497,7 +514,8 @@ class _Session:
             _text(canvas, "press p to predict: full frame, centre crop and POI side by side", (12, top + PANEL_H // 2))
         span_s = self.tracker.preview_s
         for i, (name, region) in enumerate(REGIONS.items()):
-            times, positions = self.previews.get(name, (np.zeros(0), np.zeros(0)))
+            preview = self.previews.get(name)
+            times, positions = (preview.times_s, preview.positions) if preview else (np.zeros(0), np.zeros(0))
             known = ~np.isnan(positions) & (times >= self.frame.time_s - span_s) & (times <= self.frame.time_s)
             if known.sum() >= 2:
                 xs = 4 + (times[known] - (self.frame.time_s - span_s)) / span_s * (graph_w - 8)
