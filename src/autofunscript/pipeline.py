@@ -135,9 +135,10 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
     position = ws.position
     if window.images is not None:
         images = window.images
-        # With a point of interest the ROI, and so the band, already lie in its box. The frame around the box
-        # stays whole: registration holds the camera path to the background there, and a frame blacked out
-        # beyond the box gave the band the box's edge, moving with the camera, to match instead of the subject.
+        # With a point of interest the ROI, and so the band where it starts, already lie in its box. The frame
+        # around the box stays whole: registration holds the camera path to the background there, and a frame
+        # blacked out beyond the box gave the band the box's edge, moving with the camera, to match instead of
+        # the subject.
         paths = CameraPaths(images, window.cameras, ws.roi_weight, FLOW_CELL)
 
         def track(along: tuple[float, float]) -> BandTrack:
@@ -155,9 +156,9 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
                 if better_direction(tracked, along_axis, position):
                     tracked = along_axis
         # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
-        # (jumps), hardly ever saw it change (a subject a few pixels across), mostly moved against the
-        # flow (it matched something else, e.g. the other face of a twisting object), or, on a camera path
-        # registration never checked, hardly followed the flow's moves
+        # (jumps), hardly ever saw it change (a subject a few pixels across), moved against the flow's moves
+        # or unrelated to them (it matched something else, e.g. the other face of a twisting object), or, on
+        # a camera path registration never checked, followed them only loosely
         band = tracked.displacement
         if (tracked.seen >= MIN_BAND_SEEN and tracked.jumps <= JUMPY_SHARE
                 and moves_with(band, position, tracked.partly_registered)):

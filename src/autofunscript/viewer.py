@@ -487,15 +487,16 @@ class _Session:
         cv2.rectangle(canvas, (x0, max(y0, SEEK_BAR_H)), (x1, min(y1, bottom)), POI_BOX_COLOUR, 2)
 
     def _draw_tracked(self, canvas: np.ndarray) -> None:
-        """A thin box, in each prediction's colour, around the cells its preview follows: where the whole-frame
-        prediction settles on the wrong body, that is the cue to click on the subject."""
+        """A thin box, in the prediction's colour, around the cells the whole-frame and centre-crop previews
+        follow: where the whole-frame prediction settles on the wrong body, that is the cue to click on the
+        subject. The POI prediction has its own box, in the same colour, already."""
         if not self.predicting:
             return
         width, height = self.stream.info.width, self.stream.info.height
         bottom = SEEK_BAR_H + self.layout.frame_h - 1
         for name, region in REGIONS.items():
             preview = self.previews.get(name)
-            if preview is None or preview.roi is None:
+            if name == "poi" or preview is None or preview.roi is None:
                 continue
             x0, y0, x1, y1 = preview.roi
             left, top = self.layout.to_display(x0 * width, y0 * height)

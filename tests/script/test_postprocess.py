@@ -142,7 +142,7 @@ def test_monotone_actions_flatten_wiggles_on_holds_and_keep_every_reversal():
     x = np.select([phase < 1, phase < 1.5, phase < 2.5], [10 + 80 * phase, 90, 90 - 80 * (phase - 1.5)], 10.0)
     held = (phase >= 1) & (phase < 1.5) | (phase >= 2.5)
     x = x + np.where(held, 2.5 * np.sign(np.sin(2 * np.pi * t / 200.0)), 0.0)  # +-2.5 every 100 ms on holds
-    plain_at, plain_pos = to_actions(t, x, PostSettings())
+    _, plain_pos = to_actions(t, x, PostSettings())
     at, pos = to_actions(t, x, PostSettings(), monotone=True)
     found = find_reversals(x, PostSettings().min_swing).index
     turns = found[(found > 0) & (found < x.size - 1)]  # the clip's ends are not turns
@@ -181,7 +181,7 @@ def test_existing_scripts_keep_their_small_moves():
     # tune simplifies a hand-made script without flattening it: a vibration of 4 positions on a hold stays
     at = np.arange(0, 2000, 100, dtype=np.int64)
     pos = np.array([0, 100, 50, 54, 50, 54, 50, 54, 50, 54, 50, 54, 50, 100, 0, 100, 0, 100, 0, 100])
-    tuned_at, tuned_pos, _ = tune(at, pos, PostSettings(max_speed=0))
+    _, tuned_pos, _ = tune(at, pos, PostSettings(max_speed=0))
     assert _direction_changes(tuned_pos) == _direction_changes(pos)
 
 

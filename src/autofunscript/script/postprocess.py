@@ -205,7 +205,8 @@ def monotone_between(pos: np.ndarray, anchors: list[int]) -> np.ndarray:
     pixel steps stretched to the range, mostly on holds). As actions those are back-and-forth moves of a
     few positions that a device plays as buzzing; the fit turns them into flats. A stretch between a trough
     and the next peak found by find_reversals never leaves the range between them (it would have confirmed
-    a turn), so the reversals keep their values.
+    a turn), so the reversals keep their values; the clip's first and last samples, which are no turns, can
+    move by less than the minimum swing.
     """
     out = np.asarray(pos, float).copy()
     for a, b in zip(anchors[:-1], anchors[1:]):
