@@ -229,8 +229,8 @@ def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
     found = find_reversals(pos, settings.min_swing).index
     reversals = drop_quick_wiggles(times_ms, found, settings.min_interval_ms)
     anchors = sorted({0, *reversals.tolist(), pos.size - 1})
-    # turns too quick to keep as reversals still keep their shape (strokes faster than the frame rate
-    # shows well); only moves under the minimum swing are flattened
+    # turns too quick to keep as reversals still keep their shape (strokes the frame rate barely resolves);
+    # only moves under the minimum swing are flattened
     shaped = monotone_between(pos, sorted({0, *found.tolist(), pos.size - 1})) if monotone else pos
     keep = np.zeros(pos.size, bool)
     for a, b in zip(anchors[:-1], anchors[1:]):
