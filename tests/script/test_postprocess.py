@@ -185,6 +185,14 @@ def test_existing_scripts_keep_their_small_moves():
     assert _direction_changes(tuned_pos) == _direction_changes(pos)
 
 
+@pytest.mark.parametrize("monotone", [False, True])
+def test_to_actions_keeps_a_lone_sample_and_nothing(monotone):
+    at, pos = to_actions(np.array([1000.4]), np.array([120.0]), PostSettings(), centre_turns=True, monotone=monotone)
+    assert at.tolist() == [1000] and pos.tolist() == [100]
+    at, pos = to_actions(np.zeros(0), np.zeros(0), PostSettings(), monotone=monotone)
+    assert at.size == 0 and pos.size == 0 and at.dtype == pos.dtype == np.int64
+
+
 def test_to_actions_simplifies_straight_lines():
     t = np.arange(0, 2000, 10.0)
     x = np.interp(t, [0, 1000, 2000], [0, 100, 0])

@@ -224,8 +224,8 @@ def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
     `monotone` flattens wiggles between reversals (see monotone_between); an existing script keeps its
     deliberate small moves (vibration patterns).
     """
-    if pos.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if pos.size < 2:  # nothing to simplify (and a single sample has no segment for the line search)
+        return np.rint(times_ms).astype(np.int64), np.clip(np.rint(pos), 0, 100).astype(np.int64)
     found = find_reversals(pos, settings.min_swing).index
     reversals = drop_quick_wiggles(times_ms, found, settings.min_interval_ms)
     anchors = sorted({0, *reversals.tolist(), pos.size - 1})
