@@ -478,13 +478,19 @@ class _Session:
         (tw, _), _ = cv2.getTextSize(status, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
         _text(canvas, status, (max(6, width - tw - 6), 17))
 
+    def _draw_box(self, canvas: np.ndarray, x0: float, y0: float, x1: float, y1: float,
+                  colour: tuple[int, int, int], thickness: int) -> None:
+        """A rectangle given in source pixels, kept inside the picture (off the seek bar and the panel)."""
+        left, top = self.layout.to_display(x0, y0)
+        right, low = self.layout.to_display(x1, y1)
+        bottom = SEEK_BAR_H + self.layout.frame_h - 1
+        cv2.rectangle(canvas, (left, max(top, SEEK_BAR_H)), (right, min(low, bottom)), colour, thickness)
+
     def _draw_poi(self, canvas: np.ndarray) -> None:
         assert self.poi is not None and self.poi.size is not None
         half = self.poi.size / 2
-        x0, y0 = self.layout.to_display(self.poi.x - half, self.poi.y - half)
-        x1, y1 = self.layout.to_display(self.poi.x + half, self.poi.y + half)
-        bottom = SEEK_BAR_H + self.layout.frame_h - 1
-        cv2.rectangle(canvas, (x0, max(y0, SEEK_BAR_H)), (x1, min(y1, bottom)), POI_BOX_COLOUR, 2)
+        self._draw_box(canvas, self.poi.x - half, self.poi.y - half, self.poi.x + half, self.poi.y + half,
+                       POI_BOX_COLOUR, 2)
 
     def _draw_tracked(self, canvas: np.ndarray) -> None:
         """A thin box, in the prediction's colour, around the cells the whole-frame and centre-crop previews
@@ -493,15 +499,12 @@ class _Session:
         if not self.predicting:
             return
         width, height = self.stream.info.width, self.stream.info.height
-        bottom = SEEK_BAR_H + self.layout.frame_h - 1
         for name, region in REGIONS.items():
             preview = self.previews.get(name)
             if name == "poi" or preview is None or preview.roi is None:
                 continue
             x0, y0, x1, y1 = preview.roi
-            left, top = self.layout.to_display(x0 * width, y0 * height)
-            right, low = self.layout.to_display(x1 * width, y1 * height)
-            cv2.rectangle(canvas, (left, max(top, SEEK_BAR_H)), (right, min(low, bottom)), region.colour, 1)
+            self._draw_box(canvas, x0 * width, y0 * height, x1 * width, y1 * height, region.colour, 1)
 
     def _draw_panel(self, canvas: np.ndarray) -> None:
         assert self.frame is not None
