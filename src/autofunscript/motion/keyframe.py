@@ -14,10 +14,7 @@ frame is compared with one keyframe of its window instead, so errors never accum
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -142,7 +139,6 @@ class CameraPaths:
         margin = np.ones((2 * BACKGROUND_MARGIN + 1,) * 2, np.uint8)
         self.background = ((1 - cv2.dilate(roi, margin)) * 255).astype(np.uint8)
         self._chains: dict[tuple[int, int, int, int], tuple[np.ndarray, bool]] = {}
-        self._lock = threading.Lock()
 
     def chain(self, key: int, frames: Sequence[int]) -> np.ndarray:
         """(T, 3, 3) maps from keyframe `key` to every frame, registered where `frames` (sorted) will be matched."""
@@ -155,12 +151,9 @@ class CameraPaths:
     def _path(self, key: int, frames: Sequence[int]) -> tuple[np.ndarray, bool]:
         # a span and a sample of frames with the same ends are registered at different frames
         cache_key = (key, frames[0], frames[-1], len(frames)) if len(frames) else (key, 0, -1, 0)
-        with self._lock:
-            if cache_key in self._chains:
-                return self._chains[cache_key]
-        path = self._registered(key, frames)
-        with self._lock:
-            return self._chains.setdefault(cache_key, path)
+        if cache_key not in self._chains:
+            self._chains[cache_key] = self._registered(key, frames)
+        return self._chains[cache_key]
 
     def _registered(self, key: int, frames: Sequence[int]) -> tuple[np.ndarray, bool]:
         chain = camera_chain(self.cameras, key)
@@ -411,13 +404,10 @@ def choose_axis(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray,
 
     guess = float(np.degrees(np.arctan2(first_guess[0], -first_guess[1])))
     guess = (guess + 90) % 180 - 90  # an axis and its opposite are the same stroke
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # OpenCV releases the GIL
-        chains = dict(zip(keys, pool.map(lambda k: paths.chain(k, picks), keys)))  # registered in parallel too
-        angles = (guess, *range(-90, 90, 30))
-        coarse = dict(zip(angles, pool.map(unexplained, angles)))
-        best = min(coarse, key=coarse.get)
-        angles = (best - 15, best + 15)
-        fine = dict(zip(angles, pool.map(unexplained, angles)))
+    chains = {k: paths.chain(k, picks) for k in keys}
+    coarse = {angle: unexplained(angle) for angle in (guess, *range(-90, 90, 30))}
+    best = min(coarse, key=coarse.get)
+    fine = {angle: unexplained(angle) for angle in (best - 15, best + 15)}
     fine[best] = coarse[best]
     best = min(fine, key=fine.get)
     return tuple(orient_axis(np.array([np.sin(np.radians(best)), -np.cos(np.radians(best))])))
@@ -466,9 +456,10 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
                 part, changed, jumps, chosen = retry, retry_changed, retry_jumps, other
         return part, changed, paths.registered(chosen, frames)
 
-    # the stretches are measured independently (OpenCV releases the GIL), then joined in order
-    with ThreadPoolExecutor(max_workers=min(len(keys), os.cpu_count() or 1)) as pool:
-        parts = list(pool.map(stretch, keys))
+    # One stretch after another: spread over threads they fought over the GIL (a match is many short OpenCV
+    # calls), and the window's analysis already runs beside the decoder. Measured on a 5-minute 1080p clip:
+    # generate 5 % less CPU and 7 % faster; a 20 s clip's one window took the same time either way.
+    parts = [stretch(key) for key in keys]
     displacement = np.zeros(t)
     seen = 0
     for key, (part, changed, _) in zip(keys, parts):
