@@ -59,7 +59,7 @@ DEBLOCKED = {"skip_loop_filter": "noref"}
 # reference them and grow over a GOP until the next keyframe (0.3-1 grey level on average at 320 px wide
 # on the real clips); the cell velocities at keyframes rise about as much as the encoder's own keyframe
 # pumping moves them. The accuracy suite's means rise on hard and vr and move by under 0.01 elsewhere,
-# though single cases move both ways (README, Accuracy, session 14). Not for pictures a person watches:
+# though single cases move both ways (docs/history.md, Accuracy, session 14). Not for pictures a person watches:
 # blocking shows at full size.
 UNDEBLOCKED = {"skip_loop_filter": "all"}
 
