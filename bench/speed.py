@@ -9,7 +9,7 @@
    side keeps its best, so other load on the machine disturbs the ratio least. The test pattern has no
    subject, so the band tracker loses it in every window and does the most work there; the synth clip is
    what generate meets in use, over several overlapping windows. On a short clip the last window is
-   analysed after the last frame is decoded; the 5-minute clip shows the rate generate keeps up.
+   analysed after the last frame is decoded; the 5-minute clip shows the rate generate sustains.
 2. Memory: peak RSS of `autofunscript generate` (a subprocess) on a long low-resolution clip (default 120
    minutes, 320x180), sampled along the run to show it stays flat.
 Clips are encoded once into bench/cache/.
