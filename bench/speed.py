@@ -134,9 +134,9 @@ def main() -> None:
     sbs = make_clip(CLIP_SBS, ["-f", "lavfi", "-i", "testsrc2=size=1920x1920:rate=30",
                                "-vf", "split[l][r];[r]hflip[m];[l][m]hstack"], 10)
     compare(f"1080p30 H.264 ({args.method})", clip, GenerateOptions(method=args.method), args.rounds)
-    compare(f"1080p30 H.264 synth, 60 s ({args.method})", synth_clip(), GenerateOptions(method=args.method),
-            args.rounds)
-    compare(f"1080p30 H.264 synth, 5 min ({args.method})", repeated_clip(synth_clip(), 5),
+    synth = synth_clip()
+    compare(f"1080p30 H.264 synth, 60 s ({args.method})", synth, GenerateOptions(method=args.method), args.rounds)
+    compare(f"1080p30 H.264 synth, 5 min ({args.method})", repeated_clip(synth, 5),
             GenerateOptions(method=args.method), args.rounds)
     compare(f"3840x1920 VR sbs ({args.method})", sbs, GenerateOptions(method=args.method, vr="sbs"), args.rounds)
     if not args.skip_long:
