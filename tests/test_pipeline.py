@@ -27,7 +27,7 @@ from autofunscript.pipeline import (DenseSignal, GenerateOptions, _Assembler, _f
 from autofunscript.script.evaluate import evaluate
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.funscript import Funscript, read_funscript
-from autofunscript.script.postprocess import PostSettings
+from autofunscript.script.postprocess import PostSettings, speeds
 from autofunscript.synth.render import render_clip
 
 SIZE = (320, 180)
@@ -319,6 +319,28 @@ def test_vfr_actions_sit_on_real_frame_times(tmp_path):
     turns = find_reversals(script.pos.astype(float), 10).index  # round turns are timed between frames
     assert np.isin(np.delete(script.at, turns), frame_ms).all()
     assert script.at[0] == 0 and script.at[-1] == frame_ms[-1]
+
+
+@pytest.fixture(scope="module")
+def repeated_pictures(tmp_path_factory) -> dict[str, Funscript]:
+    """The same strokes filmed at 25 fps, stored once at 25 fps and once at 50 fps with every picture twice."""
+    folder = tmp_path_factory.mktemp("repeats")
+    pictures = np.arange(round(6.0 * 25)) / 25
+    frames = render(SIZE, [Block(160, eased(pictures, *stroke_plan(6.0, seed=4)))])
+    doubled = np.arange(2 * pictures.size) / 50
+    return {"25 fps": generate(encode(folder / "p25.mp4", frames, pictures)).script,
+            "50 fps, repeated": generate(encode(folder / "p50.mp4", [f for f in frames for _ in (0, 1)],
+                                                doubled)).script}
+
+
+def test_repeated_pictures_give_the_script_of_the_pictures_not_steps(repeated_pictures):
+    # read frame by frame, a picture shown twice holds and then jumps: actions every 20 ms, and each move made
+    # at twice its speed. Between the pictures the subject moved on, and so does the script.
+    once, twice = repeated_pictures["25 fps"], repeated_pictures["50 fps, repeated"]
+    assert twice.at.size <= 1.25 * once.at.size
+    assert np.diff(twice.at).min() >= 30
+    assert speeds(twice.at, twice.pos).max() <= 1.15 * speeds(once.at, once.pos).max()
+    assert sampled_correlation(once, twice) > 0.97
 
 
 def test_a_subject_a_few_pixels_across_is_followed_by_its_flow(tmp_path):

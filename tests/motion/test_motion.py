@@ -162,6 +162,17 @@ def test_cut_detector_fires_on_scene_change_only():
     assert [i for i, cut in enumerate(fired) if cut] == [len(scene_a)]
 
 
+def test_a_picture_shown_again_is_told_from_a_new_one():
+    frames = list(render(stroke(0.5)))
+    tracker = FlowTracker()
+    first = tracker.update(frames[0], 0.0)
+    again = tracker.update(frames[0], 1 / FPS)
+    moved = tracker.update(frames[1], 2 / FPS)
+    slight = tracker.update(cv2.add(frames[1], 3), 3 / FPS)  # a lighting change under the threshold
+    assert first.changed == 1.0 and again.changed == 0.0 and slight.changed == 0.0
+    assert moved.changed > 0.01
+
+
 def test_windower_splits_at_cuts_and_overlaps_long_scenes():
     windower = Windower(max_s=4.0, overlap_s=1.0)
     tracker = FlowTracker()
@@ -182,7 +193,7 @@ def test_full_tails_put_earlier_frames_of_the_scene_in_front_of_a_short_last_win
     windows = []
     for i in range(cut_at + 60):
         image = np.full((2, 2), i % 256, np.uint8)  # each frame's image tells which frame it is
-        sample = MotionSample(i / FPS, np.zeros((1, 1, 2), np.float32), 5.0 if i == cut_at else 0.0)
+        sample = MotionSample(i / FPS, np.zeros((1, 1, 2), np.float32), 5.0 if i == cut_at else 0.0, changed=i / 1e4)
         windows += list(windower.push(sample, image))
     windows += list(windower.flush())
     assert [w.starts_scene for w in windows] == [True, False, False, True]
@@ -194,6 +205,7 @@ def test_full_tails_put_earlier_frames_of_the_scene_in_front_of_a_short_last_win
     assert tail.context == pytest.approx(FPS * (4.0 - (9.0 - own_start)), abs=2)
     assert np.array_equal(tail.images[:, 0, 0], np.round(tail.times_s * FPS).astype(int) % 256)
     assert tail.cameras.shape == (tail.times_s.size, 2, 3)
+    assert np.allclose(tail.changed, np.round(tail.times_s * FPS) / 1e4)
     # nothing from scene A is context for scene B, and full windows have none
     assert scene_b.context == 0 and scene_b.times_s[0] == pytest.approx(cut_at / FPS)
     assert windows[0].context == windows[1].context == 0

@@ -12,6 +12,9 @@ import cv2
 import numpy as np
 
 THUMB_SIZE = (32, 18)
+# Grey levels a pixel must change by to count in MotionSample.changed: more than compression leaves on a
+# picture stored again (see script/postprocess.py, repeated_frames).
+CHANGE_LEVELS = 6
 IDENTITY_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a 2x3 camera motion that moves nothing
 
 
@@ -23,6 +26,7 @@ class MotionSample:
     grid: np.ndarray  # (rows, cols, 2) float32 velocity in analysis pixels per frame, camera motion removed
     cut_score: float  # change of the normalised thumbnail against the previous frame (0 = identical)
     camera: np.ndarray | None = None  # 2x3 similarity taking previous-frame points to this frame's; None = still
+    changed: float = 1.0  # share of the pixels that changed by more than CHANGE_LEVELS since the previous frame
 
 
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
@@ -88,6 +92,8 @@ class FlowTracker:
             self._points = None
             return MotionSample(time_s, np.zeros((rows, cols, 2), np.float32), 0.0)
         cut_score = float(np.abs(thumb - self._prev_thumb).mean())
+        changed = cv2.countNonZero(cv2.threshold(cv2.absdiff(self._prev, gray), CHANGE_LEVELS, 1,
+                                                 cv2.THRESH_BINARY)[1]) / gray.size
         flow = self._dis.calc(self._prev, gray, None)
         grid = cv2.resize(flow[: rows * self.cell, : cols * self.cell], (cols, rows), interpolation=cv2.INTER_AREA)
         model = None
@@ -98,7 +104,7 @@ class FlowTracker:
                 centres = self._cell_centres(rows, cols)
                 grid = grid - (centres @ (model - IDENTITY_CAMERA).T).astype(np.float32)
         self._prev, self._prev_thumb = gray, thumb
-        return MotionSample(time_s, grid.astype(np.float32), cut_score, model)
+        return MotionSample(time_s, grid.astype(np.float32), cut_score, model, changed)
 
 
 def remove_camera_leakage(grids: np.ndarray, cameras: np.ndarray, min_explained: float = 0.3) -> np.ndarray:

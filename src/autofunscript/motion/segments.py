@@ -42,6 +42,7 @@ class Window:
     images: np.ndarray | None = None  # (T, H, W) analysis frames, when the windower keeps them
     cameras: np.ndarray | None = None  # (T, 2, 3) camera motion from the previous frame (identity if unknown)
     context: int = 0
+    changed: np.ndarray | None = None  # (T,) MotionSample.changed
 
 
 class CutDetector:
@@ -80,28 +81,31 @@ class Windower:
         self._images: list[np.ndarray] = []
         self._cameras: list[np.ndarray] = []
         # frames of the scene before the current window, newest last, for full tails
-        self._earlier: deque[tuple[float, np.ndarray, np.ndarray | None, np.ndarray | None]] = deque()
+        self._earlier: deque[tuple[float, np.ndarray, float, np.ndarray | None, np.ndarray | None]] = deque()
         self.overlap_s = overlap_s
         self.cuts = CutDetector() if detect_cuts else None
         self.cut_times: list[float] = []
         self._times: list[float] = []
         self._grids: list[np.ndarray] = []
+        self._changed: list[float] = []
         self._overlap = 0
         self._new_scene = True
 
     def _emit(self, tail: bool = False) -> Window:
-        times, grids, images, cameras = self._times, self._grids, self._images, self._cameras
+        times, grids, changed = self._times, self._grids, self._changed
+        images, cameras = self._images, self._cameras
         context = []
         if tail and self.full_tails:
             context = [f for f in self._earlier if f[0] > times[-1] - self.max_s]
             times = [f[0] for f in context] + times
             grids = [f[1] for f in context] + grids
+            changed = [f[2] for f in context] + changed
             if self.keep_images:
-                images = [f[2] for f in context] + images
-                cameras = [f[3] for f in context] + cameras
+                images = [f[3] for f in context] + images
+                cameras = [f[4] for f in context] + cameras
         return Window(np.asarray(times), np.stack(grids), self._overlap, self._new_scene,
                       np.stack(images) if self.keep_images else None,
-                      np.stack(cameras) if self.keep_images else None, len(context))
+                      np.stack(cameras) if self.keep_images else None, len(context), np.asarray(changed))
 
     def _remember(self, keep: int) -> None:
         """Move the current window's first `keep` frames to the earlier frames (full tails only)."""
@@ -109,7 +113,7 @@ class Windower:
             return
         images = self._images[:keep] if self.keep_images else [None] * keep
         cameras = self._cameras[:keep] if self.keep_images else [None] * keep
-        self._earlier.extend(zip(self._times[:keep], self._grids[:keep], images, cameras))
+        self._earlier.extend(zip(self._times[:keep], self._grids[:keep], self._changed[:keep], images, cameras))
         while self._earlier and self._earlier[0][0] <= self._times[-1] - self.max_s:
             self._earlier.popleft()
 
@@ -118,13 +122,14 @@ class Windower:
         if self._times and self.cuts is not None and self.cuts.is_cut(sample.cut_score):
             self.cut_times.append(sample.time_s)
             yield self._emit(tail=True)
-            self._times, self._grids, self._images, self._cameras = [], [], [], []
+            self._times, self._grids, self._changed, self._images, self._cameras = [], [], [], [], []
             self._earlier.clear()
             self._overlap, self._new_scene = 0, True
             # flow across a cut is meaningless: the new scene starts at rest
             sample = MotionSample(sample.time_s, np.zeros_like(sample.grid), 0.0)
         self._times.append(sample.time_s)
         self._grids.append(sample.grid.astype(np.float16))
+        self._changed.append(sample.changed)
         if self.keep_images:
             self._images.append(image)
             self._cameras.append(IDENTITY_CAMERA if sample.camera is None else sample.camera.astype(np.float64))
@@ -132,12 +137,12 @@ class Windower:
             yield self._emit()
             keep = int(np.searchsorted(self._times, self._times[-1] - self.overlap_s))
             self._remember(keep)
-            self._times, self._grids = self._times[keep:], self._grids[keep:]
+            self._times, self._grids, self._changed = self._times[keep:], self._grids[keep:], self._changed[keep:]
             self._images, self._cameras = self._images[keep:], self._cameras[keep:]
             self._overlap, self._new_scene = len(self._times), False
 
     def flush(self) -> Iterator[Window]:
         if len(self._times) > self._overlap:
             yield self._emit(tail=True)
-        self._times, self._grids, self._images, self._cameras = [], [], [], []
+        self._times, self._grids, self._changed, self._images, self._cameras = [], [], [], [], []
         self._earlier.clear()
