@@ -31,9 +31,8 @@ from autofunscript.motion.keyframe import (JUMPY_SHARE, MIN_VISIBLE_SHARE, BandT
 from autofunscript.motion.segments import Window, Windower, crossfade, frame_rate
 from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window, stroke_period
 from autofunscript.script.funscript import Funscript
-from autofunscript.script.postprocess import (PostReport, PostSettings, between_pictures, finish, limit_speed,
-                                             local_normalise, picture_interval, repeated_frames, robust_normalise,
-                                             smooth, stroke_normalise, to_actions)
+from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
+                                             robust_normalise, smooth, stroke_normalise, to_actions)
 from autofunscript.video.stream import VideoInfo, open_video
 
 # Below this mean squared ROI velocity (analysis px/frame) a window is camera noise, not a subject.
@@ -83,7 +82,6 @@ class DenseSignal:
     times_s: np.ndarray
     position: np.ndarray
     extra: dict[str, np.ndarray]
-    changed: np.ndarray | None = None  # per frame: MotionSample.changed (None: every frame a new picture)
 
 
 @dataclass
@@ -222,7 +220,6 @@ class _Assembler:
 
     def __init__(self, axes: tuple[str, ...]) -> None:
         self.times: list[np.ndarray] = []
-        self.changed: list[np.ndarray] = []
         self.channels: dict[str, list[np.ndarray]] = {name: [] for name in ("position", *axes)}
 
     def add(self, window: Window, position: np.ndarray, extra: dict[str, np.ndarray]) -> None:
@@ -234,14 +231,11 @@ class _Assembler:
                 parts[-1] = np.concatenate([parts[-1][:-n], crossfade(parts[-1][-n:], values[name][:n])])
             parts.append(values[name][n:])
         self.times.append(window.times_s[skip + n:])
-        changed = np.ones(window.times_s.size) if window.changed is None else window.changed
-        self.changed.append(changed[skip + n:])
 
     def result(self) -> DenseSignal:
         joined = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.channels.items()}
         times = np.concatenate(self.times) if self.times else np.zeros(0)
-        changed = np.concatenate(self.changed) if self.changed else np.zeros(0)
-        return DenseSignal(times, joined.pop("position"), joined, changed)
+        return DenseSignal(times, joined.pop("position"), joined)
 
 
 @dataclass
@@ -266,10 +260,8 @@ def dense_to_script(dense: DenseSignal, post: PostSettings) -> tuple[np.ndarray,
     position = _fill_gaps(dense.position)
     if np.isnan(position).all():
         raise AutofunscriptError("no motion found in the video (still picture?); nothing written")
-    repeated = repeated_frames(dense.changed if dense.changed is not None else np.ones(times_ms.size))
-    position = smooth(times_ms, between_pictures(times_ms, position, repeated), post.smooth_ms)
-    at, pos = to_actions(times_ms, position, post, picture_interval(times_ms, repeated) if times_ms.size > 1
-                         else None, monotone=True)
+    position = smooth(times_ms, position, post.smooth_ms)
+    at, pos = to_actions(times_ms, position, post, centre_turns=True, monotone=True)
     return finish(at, pos, post)
 
 
@@ -425,8 +417,7 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
             continue
         axis_post = PostSettings(range=(0, 100), max_speed=options.post.max_speed, simplify=options.post.simplify,
                                  min_swing=options.post.min_swing, offset_ms=options.post.offset_ms)
-        a_at, a_pos, _ = dense_to_script(DenseSignal(dense.times_s, dense.extra[name], {}, dense.changed),
-                                         axis_post)
+        a_at, a_pos, _ = dense_to_script(DenseSignal(dense.times_s, dense.extra[name], {}), axis_post)
         script.axes[name] = Funscript(at=a_at, pos=a_pos, metadata={"creator": f"autofunscript {__version__}",
                                                                       "duration": int(np.ceil(duration))})
     return GenerateResult(script=script, report=report, frames=frames, seconds_of_video=seconds,

@@ -1,3 +1,5 @@
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -162,15 +164,36 @@ def test_cut_detector_fires_on_scene_change_only():
     assert [i for i, cut in enumerate(fired) if cut] == [len(scene_a)]
 
 
-def test_a_picture_shown_again_is_told_from_a_new_one():
-    frames = list(render(stroke(0.5)))
+def test_a_picture_shown_again_is_left_out_and_the_next_one_carries_its_motion():
+    frames = list(render(stroke(1.0)))
     tracker = FlowTracker()
-    first = tracker.update(frames[0], 0.0)
-    again = tracker.update(frames[0], 1 / FPS)
-    moved = tracker.update(frames[1], 2 / FPS)
-    slight = tracker.update(cv2.add(frames[1], 3), 3 / FPS)  # a lighting change under the threshold
-    assert first.changed == 1.0 and again.changed == 0.0 and slight.changed == 0.0
-    assert moved.changed > 0.01
+    shown = [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4]  # once, twice, three times, four times (a subject at rest)
+    samples = [tracker.update(frames[k], i / FPS) for i, k in enumerate(shown)]
+    assert [s.repeat for s in samples] == [False, False, True, False, True, True, False, True, True, False, False]
+    plain = FlowTracker()
+    direct = [plain.update(frames[k], k / FPS).grid for k in range(4)]
+    # the picture after a repeat is measured from the last new picture, as if the repeat were not there
+    np.testing.assert_allclose(samples[3].grid, direct[2], atol=1e-4)
+    np.testing.assert_allclose(samples[6].grid, direct[3], atol=1e-4)
+    windower = Windower(max_s=math.inf)
+    for sample in samples:
+        assert not list(windower.push(sample))
+    window = next(windower.flush())
+    # the repeats of pictures shown twice and three times go; a picture shown four times is a subject at rest
+    assert window.times_s.tolist() == [s.time_s for i, s in enumerate(samples) if i not in (2, 4, 5)]
+
+
+def test_a_turn_between_two_frames_at_one_height_is_kept_as_a_still_frame():
+    # 15 reversals a second at 30 fps: the frames either side of each turn show the subject at one height, the
+    # second as unchanged as a repeated picture, but the motion reverses across it
+    heights = [10, 40, 70, 70, 40, 10, 10, 40, 70, 70, 40, 10]
+    frames = list(render(np.array(heights, float)))
+    tracker, windower = FlowTracker(), Windower(max_s=math.inf)
+    samples = [tracker.update(f, i / FPS) for i, f in enumerate(frames)]
+    assert [i for i, s in enumerate(samples) if s.repeat] == [3, 6, 9]
+    for sample in samples:
+        list(windower.push(sample))
+    assert next(windower.flush()).times_s.size == len(frames)
 
 
 def test_windower_splits_at_cuts_and_overlaps_long_scenes():
@@ -193,7 +216,7 @@ def test_full_tails_put_earlier_frames_of_the_scene_in_front_of_a_short_last_win
     windows = []
     for i in range(cut_at + 60):
         image = np.full((2, 2), i % 256, np.uint8)  # each frame's image tells which frame it is
-        sample = MotionSample(i / FPS, np.zeros((1, 1, 2), np.float32), 5.0 if i == cut_at else 0.0, changed=i / 1e4)
+        sample = MotionSample(i / FPS, np.zeros((1, 1, 2), np.float32), 5.0 if i == cut_at else 0.0)
         windows += list(windower.push(sample, image))
     windows += list(windower.flush())
     assert [w.starts_scene for w in windows] == [True, False, False, True]
@@ -205,7 +228,6 @@ def test_full_tails_put_earlier_frames_of_the_scene_in_front_of_a_short_last_win
     assert tail.context == pytest.approx(FPS * (4.0 - (9.0 - own_start)), abs=2)
     assert np.array_equal(tail.images[:, 0, 0], np.round(tail.times_s * FPS).astype(int) % 256)
     assert tail.cameras.shape == (tail.times_s.size, 2, 3)
-    assert np.allclose(tail.changed, np.round(tail.times_s * FPS) / 1e4)
     # nothing from scene A is context for scene B, and full windows have none
     assert scene_b.context == 0 and scene_b.times_s[0] == pytest.approx(cut_at / FPS)
     assert windows[0].context == windows[1].context == 0

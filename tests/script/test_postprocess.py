@@ -5,14 +5,12 @@ from autofunscript.script.extrema import find_reversals
 from autofunscript.script.postprocess import (
     PostSettings,
     _own_extremes,
-    between_pictures,
+    _picture_interval,
     drop_quick_wiggles,
     finish,
     limit_speed,
     local_normalise,
     monotone_between,
-    picture_interval,
-    repeated_frames,
     robust_normalise,
     soft_clip,
     speeds,
@@ -56,7 +54,7 @@ def test_centred_turns_time_a_noisy_pendulum_within_a_frame():
     true_peaks = (np.arange(1, 13) * period_s + phase / fps) * 1000.0  # the first one is the clip's start
 
     def peak_errors(centre_turns):
-        at, pos = to_actions(t, x, PostSettings(), 1000.0 / fps if centre_turns else None)
+        at, pos = to_actions(t, x, PostSettings(), centre_turns=centre_turns)
         assert np.all(np.diff(at) > 0)
         rev = find_reversals(pos.astype(float), 10)
         peaks = at[rev.index[rev.kind == 1]][1:]
@@ -79,7 +77,7 @@ def test_centred_turns_are_not_read_early_from_a_flat_rounded_top(seed):
     u = 0.5 + 0.5 * np.cos(2 * np.pi * (t / 1000.0 - phase / fps) / period_s)
     x = 100 * soft_clip(u) + np.random.default_rng(seed).normal(0, 0.3, t.size)
     true_peaks = (np.arange(1, 13) * period_s + phase / fps) * 1000.0
-    at, pos = to_actions(t, x, PostSettings(), 1000.0 / fps)
+    at, pos = to_actions(t, x, PostSettings(), centre_turns=True)
     rev = find_reversals(pos.astype(float), 10)
     peaks = at[rev.index[rev.kind == 1]][1:]
     assert len(peaks) == true_peaks.size
@@ -97,69 +95,34 @@ def test_a_flat_bottom_is_read_where_its_turn_is_centred():
     troughs = np.arange(48, t.size - 30, 48)
     for k in troughs:
         x[k - 2 : k + 3] = [2.2, 2.2, 2.2, 2.2, 2.0]
-    at, pos = to_actions(t, x, PostSettings(), frame_ms)
+    at, pos = to_actions(t, x, PostSettings(), centre_turns=True)
     rev = find_reversals(pos.astype(float), 10)
     found = at[rev.index[rev.kind == -1]][1:-1]  # the first and last are the clip's ends
     assert np.abs(found - troughs * frame_ms).max() < frame_ms / 2
 
 
-def test_repeated_frames_are_short_still_runs_between_new_pictures():
-    new, same = 0.01, 0.0002
-    changed = np.array([same, new, same, new, same, same, new, same, same, same, new, 0.001, 0.0015, 0.0012, new, same])
-    # the first frame has nothing before it, three in a row are a subject at rest, a run must change much less
-    # than the pictures around it (a slow subject changes little on every frame), the last has nothing after it
-    assert repeated_frames(changed).tolist() == [0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    assert not repeated_frames(np.zeros(0)).size
-
-
-def test_a_picture_repeated_on_every_other_frame_becomes_a_ramp_not_steps():
-    # 25 fps pictures stored at 50 fps: read per frame, a steady move holds on each repeat and jumps on the next
-    # picture; between the pictures it moves on, as the subject did
-    t50 = np.arange(0, 2, 1 / 50.0) * 1000.0
-    changed = np.where(np.arange(t50.size) % 2 == 1, 0.0001, 0.01)
-    steps = 50 + 40 * np.sin(2 * np.pi * np.floor(t50 / 40.0) * 40.0 / 1000.0)
-    repeated = repeated_frames(changed)
-    ramp = between_pictures(t50, steps, repeated)
-    truth = 50 + 40 * np.sin(2 * np.pi * t50 / 1000.0)
-    assert np.abs(steps - truth).max() > 4.5  # half of a picture's move, 10 at the middle of a 1 Hz swing of 40
-    # the first repeat has no move into its picture to go on with, the last no picture after it
-    assert np.abs(ramp - truth)[2:-1].max() < 1.0
-    assert np.array_equal(ramp[~repeated], steps[~repeated])
-    assert picture_interval(t50, repeated) == pytest.approx(40.0, rel=0.03)
-    assert picture_interval(t50, np.zeros(t50.size, bool)) == pytest.approx(20.0)
-    # a device playing the steps would jerk at twice the speed; the ramp keeps fewer actions, none doubled
-    at_steps, pos_steps = to_actions(t50, steps, PostSettings(), 20.0)
-    at_ramp, pos_ramp = to_actions(t50, ramp, PostSettings(), 40.0)
-    assert at_ramp.size < at_steps.size / 2
-    after_first_repeat = slice(2, None)
-    assert (speeds(at_ramp[after_first_repeat], pos_ramp[after_first_repeat]).max()
-            < 0.7 * speeds(at_steps[after_first_repeat], pos_steps[after_first_repeat]).max())
-
-
-def test_turns_that_look_like_repeated_pictures_are_left_as_read():
-    # 15 reversals a second at 30 fps: the frames either side of each turn show the subject at the same height,
-    # the second as unchanged as a repeated picture; ramped over, every turn would be cut short
-    t = np.arange(12) * 1000 / 30
-    pos = np.array([10, 40, 70, 70, 40, 10, 10, 40, 70, 70, 40, 10], float)
-    changed = np.where(np.diff(pos, prepend=np.nan) == 0, 0.0, 0.01)
-    repeated = repeated_frames(changed)
-    assert np.flatnonzero(repeated).tolist() == [3, 6, 9]
-    assert np.array_equal(between_pictures(t, pos, repeated), pos)
-    # a slow pendulum's peak barely changes a small bob's pixels, but the signal did see it move: not a repeat
-    swing = np.array([87.6, 92.8, 96.3, 97.5, 98.2, 97.7, 96.0, 91.6])
-    repeated = repeated_frames(np.array([0.005, 0.005, 0.005, 0.005, 0.0003, 0.004, 0.005, 0.006]))
-    assert np.flatnonzero(repeated).tolist() == [4]
-    assert np.array_equal(between_pictures(t[:8], swing, repeated), swing)
+def test_picture_interval_counts_repeated_frames_once():
+    # turn centring may move a turn two pictures; a 25 fps picture stored at 50 fps repeats every frame
+    rng = np.random.default_rng(2)
+    t50 = np.arange(0, 10, 1 / 50.0) * 1000.0
+    picture = 50 + 45 * np.cos(2 * np.pi * np.floor(t50 / 40.0) * 40.0 / 2000.0)
+    repeated = picture + np.repeat(rng.normal(0, 0.8, t50.size // 2), 2) + rng.normal(0, 0.02, t50.size)
+    assert _picture_interval(t50, repeated) == pytest.approx(40.0, rel=0.05)
+    t30 = np.arange(0, 10, 1 / 30.0) * 1000.0
+    moving = 50 + 45 * np.cos(2 * np.pi * t30 / 2000.0) + rng.normal(0, 0.8, t30.size)
+    assert _picture_interval(t30, moving) == pytest.approx(1000.0 / 30.0)
+    still = 50 + rng.normal(0, 0.8, t30.size)  # nothing but noise: no pattern of repeats either
+    assert _picture_interval(t30, still) == pytest.approx(1000.0 / 30.0)
 
 
 def test_centred_turns_leave_fast_strokes_and_sharp_symmetric_turns_alone():
     fps = 30.0
     t = np.arange(0, 10, 1 / fps) * 1000.0
     fast = 50 + 40 * np.sin(2 * np.pi * 2.5 * t / 1000.0 + 0.3)  # turns 6 frames apart
-    assert np.array_equal(to_actions(t, fast, PostSettings())[0], to_actions(t, fast, PostSettings(), 1000 / fps)[0])
+    assert np.array_equal(to_actions(t, fast, PostSettings())[0], to_actions(t, fast, PostSettings(), True)[0])
     # a slow triangle wave with its corners on frames: the middle between the flanks is the corner
     triangle = 50 + 40 * (4 * np.abs((t / 2000.0) % 1 - 0.5) - 1)
-    at, pos = to_actions(t, triangle, PostSettings(), 1000 / fps)
+    at, pos = to_actions(t, triangle, PostSettings(), centre_turns=True)
     rev = find_reversals(pos.astype(float), 10)
     corners = at[rev.index][1:-1]  # the ends are the clip's
     assert len(corners) == 9 and np.abs(corners - np.rint(corners / 1000.0) * 1000.0).max() <= 1
@@ -224,7 +187,7 @@ def test_existing_scripts_keep_their_small_moves():
 
 @pytest.mark.parametrize("monotone", [False, True])
 def test_to_actions_keeps_a_lone_sample_and_nothing(monotone):
-    at, pos = to_actions(np.array([1000.4]), np.array([120.0]), PostSettings(), 33.3, monotone=monotone)
+    at, pos = to_actions(np.array([1000.4]), np.array([120.0]), PostSettings(), centre_turns=True, monotone=monotone)
     assert at.tolist() == [1000] and pos.tolist() == [100]
     at, pos = to_actions(np.zeros(0), np.zeros(0), PostSettings(), monotone=monotone)
     assert at.size == 0 and pos.size == 0 and at.dtype == pos.dtype == np.int64

@@ -12,9 +12,21 @@ import cv2
 import numpy as np
 
 THUMB_SIZE = (32, 18)
-# Grey levels a pixel must change by to count in MotionSample.changed: more than compression leaves on a
-# picture stored again (see script/postprocess.py, repeated_frames).
-CHANGE_LEVELS = 6
+# A frame that shows the previous picture again (a 25 fps video stored at 50 fps, 24 fps at 30 or 60) holds no
+# moment of motion of its own: read as one, the subject stops on it and jumps on the next picture, so a script
+# steps (192 actions for the pocket watch clip's 4 swings, each move at twice its speed) and the motion analysis
+# sees every other frame still. Such a frame changes almost no pixel by more than REPEAT_LEVELS grey levels (share
+# of the analysis pixels, measured): the pocket watch (25 fps stored at 50) repeats at 0.002 % or less (one at
+# 0.15 %) against 1.5 % or more for its new pictures; the green clock one frame in 50 at 0.01-0.05 % against
+# 0.4 %; a block moving on a still background, encoded by x264's ultrafast preset, 0.04 % or less (0.2 % next to
+# a keyframe) against 0.8 %. A conversion shows a picture at most 3 times (24 fps at 60), so a longer run of
+# unchanged frames is a subject at rest and is kept. A subject standing still for a frame at its turn changes as
+# little (the pair of pendulums, 0-0.14 % against 0.5-0.9 %; a fast stroke whose turn falls between two frames at
+# one height, 0): Windower.push tells the two apart by the motion around them.
+REPEAT_LEVELS = 6
+REPEAT_MAX_CHANGE = 0.002
+REPEAT_RATIO = 0.25  # and under this share of what the last new picture changed
+MAX_REPEATS = 2
 IDENTITY_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a 2x3 camera motion that moves nothing
 
 
@@ -26,7 +38,7 @@ class MotionSample:
     grid: np.ndarray  # (rows, cols, 2) float32 velocity in analysis pixels per frame, camera motion removed
     cut_score: float  # change of the normalised thumbnail against the previous frame (0 = identical)
     camera: np.ndarray | None = None  # 2x3 similarity taking previous-frame points to this frame's; None = still
-    changed: float = 1.0  # share of the pixels that changed by more than CHANGE_LEVELS since the previous frame
+    repeat: bool = False  # the pixels say: the last picture again (see REPEAT_MAX_CHANGE); no motion measured
 
 
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
@@ -37,7 +49,7 @@ def _thumbnail(gray: np.ndarray) -> np.ndarray:
 
 
 class FlowTracker:
-    """Feeds grey frames in order; returns one MotionSample per frame.
+    """Feeds grey frames in order; returns one MotionSample per frame (a repeated picture marked as such).
 
     The grid holds flow averaged over cells of `cell` pixels. Global camera motion (shake, pan, zoom)
     is fitted as a similarity transform on a sparse set of flow vectors with RANSAC and subtracted,
@@ -52,11 +64,14 @@ class FlowTracker:
         self._prev_thumb: np.ndarray | None = None
         self._points: np.ndarray | None = None
         self._centres: np.ndarray | None = None
+        self._picture_change = 0.0  # share of the pixels the last new picture changed
+        self._repeats = 0  # frames in a row that showed the last picture again
 
     def reset(self) -> None:
         """Forget the previous frame (after a seek)."""
         self._prev = None
         self._prev_thumb = None
+        self._picture_change, self._repeats = 0.0, 0
 
     def _cell_centres(self, rows: int, cols: int) -> np.ndarray:
         """(rows, cols, 3) homogeneous centres of the grid cells in analysis pixels, made once per frame size."""
@@ -92,8 +107,14 @@ class FlowTracker:
             self._points = None
             return MotionSample(time_s, np.zeros((rows, cols, 2), np.float32), 0.0)
         cut_score = float(np.abs(thumb - self._prev_thumb).mean())
-        changed = cv2.countNonZero(cv2.threshold(cv2.absdiff(self._prev, gray), CHANGE_LEVELS, 1,
+        changed = cv2.countNonZero(cv2.threshold(cv2.absdiff(self._prev, gray), REPEAT_LEVELS, 1,
                                                  cv2.THRESH_BINARY)[1]) / gray.size
+        if (changed <= REPEAT_MAX_CHANGE and changed < REPEAT_RATIO * self._picture_change
+                and self._repeats < MAX_REPEATS):
+            # the next new picture's motion is measured from the last one, so nothing is lost
+            self._repeats += 1
+            return MotionSample(time_s, np.zeros((rows, cols, 2), np.float32), cut_score, repeat=True)
+        self._picture_change, self._repeats = changed, 0
         flow = self._dis.calc(self._prev, gray, None)
         grid = cv2.resize(flow[: rows * self.cell, : cols * self.cell], (cols, rows), interpolation=cv2.INTER_AREA)
         model = None
@@ -104,7 +125,7 @@ class FlowTracker:
                 centres = self._cell_centres(rows, cols)
                 grid = grid - (centres @ (model - IDENTITY_CAMERA).T).astype(np.float32)
         self._prev, self._prev_thumb = gray, thumb
-        return MotionSample(time_s, grid.astype(np.float32), cut_score, model, changed)
+        return MotionSample(time_s, grid.astype(np.float32), cut_score, model)
 
 
 def remove_camera_leakage(grids: np.ndarray, cameras: np.ndarray, min_explained: float = 0.3) -> np.ndarray:

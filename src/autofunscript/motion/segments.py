@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,7 +42,6 @@ class Window:
     images: np.ndarray | None = None  # (T, H, W) analysis frames, when the windower keeps them
     cameras: np.ndarray | None = None  # (T, 2, 3) camera motion from the previous frame (identity if unknown)
     context: int = 0
-    changed: np.ndarray | None = None  # (T,) MotionSample.changed
 
 
 class CutDetector:
@@ -81,31 +80,29 @@ class Windower:
         self._images: list[np.ndarray] = []
         self._cameras: list[np.ndarray] = []
         # frames of the scene before the current window, newest last, for full tails
-        self._earlier: deque[tuple[float, np.ndarray, float, np.ndarray | None, np.ndarray | None]] = deque()
+        self._earlier: deque[tuple[float, np.ndarray, np.ndarray | None, np.ndarray | None]] = deque()
         self.overlap_s = overlap_s
         self.cuts = CutDetector() if detect_cuts else None
         self.cut_times: list[float] = []
         self._times: list[float] = []
         self._grids: list[np.ndarray] = []
-        self._changed: list[float] = []
         self._overlap = 0
         self._new_scene = True
+        self._held: list[tuple[MotionSample, np.ndarray | None]] = []  # frames that may repeat the last picture
 
     def _emit(self, tail: bool = False) -> Window:
-        times, grids, changed = self._times, self._grids, self._changed
-        images, cameras = self._images, self._cameras
+        times, grids, images, cameras = self._times, self._grids, self._images, self._cameras
         context = []
         if tail and self.full_tails:
             context = [f for f in self._earlier if f[0] > times[-1] - self.max_s]
             times = [f[0] for f in context] + times
             grids = [f[1] for f in context] + grids
-            changed = [f[2] for f in context] + changed
             if self.keep_images:
-                images = [f[3] for f in context] + images
-                cameras = [f[4] for f in context] + cameras
+                images = [f[2] for f in context] + images
+                cameras = [f[3] for f in context] + cameras
         return Window(np.asarray(times), np.stack(grids), self._overlap, self._new_scene,
                       np.stack(images) if self.keep_images else None,
-                      np.stack(cameras) if self.keep_images else None, len(context), np.asarray(changed))
+                      np.stack(cameras) if self.keep_images else None, len(context))
 
     def _remember(self, keep: int) -> None:
         """Move the current window's first `keep` frames to the earlier frames (full tails only)."""
@@ -113,23 +110,47 @@ class Windower:
             return
         images = self._images[:keep] if self.keep_images else [None] * keep
         cameras = self._cameras[:keep] if self.keep_images else [None] * keep
-        self._earlier.extend(zip(self._times[:keep], self._grids[:keep], self._changed[:keep], images, cameras))
+        self._earlier.extend(zip(self._times[:keep], self._grids[:keep], images, cameras))
         while self._earlier and self._earlier[0][0] <= self._times[-1] - self.max_s:
             self._earlier.popleft()
 
     def push(self, sample: MotionSample, image: np.ndarray | None = None) -> Iterator[Window]:
-        """Add one frame's sample (and its analysis image when `keep_images`); yields finished windows."""
+        """Add one frame's sample (and its analysis image when `keep_images`); yields finished windows.
+
+        A frame whose pixels say it repeats the last picture (MotionSample.repeat) waits for the next one. Where
+        the motion goes on the same way across it, it was a repeated picture, and it is left out: the next
+        frame's flow, measured from the last picture, carries the motion. Where the motion turns there, the
+        subject stood still for that frame (a fast stroke's turn between two frames at one height, a swing's
+        end), and it is kept, without motion, as it was seen.
+        """
+        if sample.repeat:
+            self._held.append((sample, image))
+            return
+        held, self._held = self._held, []
+        if held and not self._goes_on(sample.grid):
+            for repeat, repeat_image in held:
+                yield from self._add(replace(repeat, repeat=False), repeat_image)
+        yield from self._add(sample, image)
+
+    def _goes_on(self, grid: np.ndarray) -> bool:
+        """Whether the cells' moves in `grid` point the same way, overall, as in the last sample's."""
+        if not self._grids:
+            return False
+        before = self._grids[-1].astype(np.float32).ravel()
+        after = grid.astype(np.float32).ravel()
+        return float(before @ after) > 0.0
+
+    def _add(self, sample: MotionSample, image: np.ndarray | None) -> Iterator[Window]:
         if self._times and self.cuts is not None and self.cuts.is_cut(sample.cut_score):
             self.cut_times.append(sample.time_s)
             yield self._emit(tail=True)
-            self._times, self._grids, self._changed, self._images, self._cameras = [], [], [], [], []
+            self._times, self._grids, self._images, self._cameras = [], [], [], []
             self._earlier.clear()
             self._overlap, self._new_scene = 0, True
             # flow across a cut is meaningless: the new scene starts at rest
             sample = MotionSample(sample.time_s, np.zeros_like(sample.grid), 0.0)
         self._times.append(sample.time_s)
         self._grids.append(sample.grid.astype(np.float16))
-        self._changed.append(sample.changed)
         if self.keep_images:
             self._images.append(image)
             self._cameras.append(IDENTITY_CAMERA if sample.camera is None else sample.camera.astype(np.float64))
@@ -137,12 +158,13 @@ class Windower:
             yield self._emit()
             keep = int(np.searchsorted(self._times, self._times[-1] - self.overlap_s))
             self._remember(keep)
-            self._times, self._grids, self._changed = self._times[keep:], self._grids[keep:], self._changed[keep:]
+            self._times, self._grids = self._times[keep:], self._grids[keep:]
             self._images, self._cameras = self._images[keep:], self._cameras[keep:]
             self._overlap, self._new_scene = len(self._times), False
 
     def flush(self) -> Iterator[Window]:
+        self._held = []  # repeats of the last picture, with no motion after them to tell
         if len(self._times) > self._overlap:
             yield self._emit(tail=True)
-        self._times, self._grids, self._changed, self._images, self._cameras = [], [], [], [], []
+        self._times, self._grids, self._images, self._cameras = [], [], [], []
         self._earlier.clear()

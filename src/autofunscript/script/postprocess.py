@@ -23,18 +23,7 @@ KNEE = 0.05  # share of the range at each end where local_normalise bends onto t
 TURN_DEPTH = 0.07
 TURN_MIN_FRAMES = 8
 TURN_MAX_SHIFT_FRAMES = 2
-# Repeated pictures (see repeated_frames). A frame-rate conversion shows a picture at most 3 times (24 fps stored
-# at 60): a longer run of unchanged frames is a subject at rest. Measured share of the analysis pixels changed by
-# more than 6 grey levels (MotionSample.changed): the pocket watch clip (25 fps stored at 50) repeats 211 frames
-# at 0.002 % or less (one at 0.15 %), its new pictures change 1.5 % or more; the green clock repeats one frame in
-# 50 at 0.01-0.05 %, beside 0.4 % for the frames around it; a block moving on a still background, encoded by
-# x264's ultrafast preset, 0.04 % or less (0.2 % next to a keyframe) against 0.8 %. A swing slowing to its turn
-# on a plain background can change as little as a repeat (the pair of pendulums, 0-0.14 % beside 0.5-0.9 %);
-# taken for one, the turn's frame is moved halfway towards the next frame's position, which the turn's timing,
-# read from its flanks, hardly sees (the pair's scores did not move).
-MAX_REPEATS = 2
-REPEAT_MAX_CHANGE = 0.002
-REPEAT_RATIO = 0.25  # a repeat changes at most this share of what the new pictures around it change
+REPEATED_FRAMES_SHARE = 0.4  # see _picture_interval
 STROKE_MIN_SWING = 0.2  # share of the locally fitted range that makes a stroke for stroke_normalise
 
 
@@ -226,63 +215,12 @@ def monotone_between(pos: np.ndarray, anchors: list[int]) -> np.ndarray:
     return out
 
 
-def repeated_frames(changed: np.ndarray) -> np.ndarray:
-    """Which frames show an earlier picture again, as a frame-rate conversion stores it: runs of at most
-    MAX_REPEATS frames that hardly changed (`changed`: MotionSample.changed per frame), between two new pictures
-    that changed several times as much."""
-    changed = np.asarray(changed, float)
-    still = changed <= REPEAT_MAX_CHANGE
-    repeated = np.zeros(changed.size, bool)
-    edges = np.diff(np.concatenate([[0], still.astype(np.int8), [0]]))
-    for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-        if (0 < start and stop < changed.size and stop - start <= MAX_REPEATS
-                and changed[start:stop].max() <= REPEAT_RATIO * min(changed[start - 1], changed[stop])):
-            repeated[start:stop] = True
-    return repeated
-
-
-def between_pictures(times_ms: np.ndarray, pos: np.ndarray, repeated: np.ndarray) -> np.ndarray:
-    """The signal with each repeated frame's value interpolated between the pictures around it, where the
-    signal holds on the repeat and moves on the same way into the picture before and out of it.
-
-    A repeated frame shows where the subject was when its picture was taken, so every value read from it
-    lags: a signal that moves on every new picture and holds on the repeats runs in steps, which a device
-    plays as jerks at twice the speed (the pocket watch clip, 25 fps stored at 50: 192 actions for 4 swings).
-    Where the signal turns at the repeat, it is left as read: that is how a fast stroke looks whose turn falls
-    between two frames, one on either side of it at the same height (easy real_11, 15 reversals a second:
-    interpolated, its turns were cut short and r fell from 0.985 to 0.967). So is a frame that the signal saw
-    move (REPEAT_RATIO of the next picture's move or more): a pendulum's turn, barely changing the picture
-    (the green clock's last swing: ramped over, its peak was read 40 ms late).
-    """
-    if not repeated.any() or repeated.all():
-        return pos
-    out = np.asarray(pos, float).copy()
-    pictures = np.flatnonzero(~repeated)
-    frames = np.flatnonzero(repeated)
-    rank = np.searchsorted(pictures, frames) - 1  # the picture each repeat shows again (every run has one)
-    before, shown, after = pictures[np.maximum(rank - 1, 0)], pictures[rank], pictures[rank + 1]
-    onward = out[after] - out[shown]
-    holds = np.abs(out[frames] - out[shown]) <= REPEAT_RATIO * np.abs(onward)
-    moves_on = holds & (rank > 0) & (np.sign(out[shown] - out[before]) * np.sign(onward) > 0)
-    frames, shown, after = frames[moves_on], shown[moves_on], after[moves_on]
-    share = (times_ms[frames] - times_ms[shown]) / (times_ms[after] - times_ms[shown])
-    out[frames] = out[shown] + share * (out[after] - out[shown])
-    return out
-
-
-def picture_interval(times_ms: np.ndarray, repeated: np.ndarray) -> float:
-    """How often the picture changes, in ms: the frame interval, longer where frames repeat pictures."""
-    frame = float(np.median(np.diff(times_ms)))
-    return frame * repeated.size / max(1, int((~repeated).sum()))
-
-
 def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
-               picture_ms: float | None = None, monotone: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               centre_turns: bool = False, monotone: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Dense signal -> actions: every reversal is kept, the shape between them only where it bends.
 
-    `picture_ms` (a per-frame signal from video: how often its picture changes) times round turns by their
-    middle rather than their highest sample, within a couple of pictures of it; an existing script's timing
-    is never moved.
+    `centre_turns` (a per-frame signal from video) times round turns by their middle rather than their
+    highest sample, within a couple of frames of it; an existing script's timing is never moved.
     `monotone` flattens wiggles between reversals (see monotone_between); an existing script keeps its
     deliberate small moves (vibration patterns).
     """
@@ -300,7 +238,7 @@ def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
         keep[a : b + 1] |= seg
     kept = np.flatnonzero(keep)
     times = times_ms[kept].astype(float)
-    frame = picture_ms if pos.size > 1 else None
+    frame = _picture_interval(times_ms, pos) if centre_turns and pos.size > 1 else None
     if frame:
         centres = turn_centres(times_ms, pos, reversals, TURN_DEPTH, TURN_MIN_FRAMES)
         for n in np.flatnonzero(np.isin(kept, list(centres))):
@@ -315,6 +253,23 @@ def to_actions(times_ms: np.ndarray, pos: np.ndarray, settings: PostSettings,
     if frame:
         unique &= ~_flat_lead_ins(times, kept, p, reversals, frame)
     return at[unique], p[unique]
+
+
+def _picture_interval(times_ms: np.ndarray, pos: np.ndarray) -> float:
+    """How often the picture changes, in ms: one frame, or more where the video repeats its frames (a 25 fps
+    picture stored at 50 fps), so that the limits on moving a turn count pictures, not repeats.
+
+    A repeated frame barely moves the signal next to the frames around it. Measured share of moves under a
+    fifth of the larger neighbouring move: 0-0.27 over the accuracy suite, 0.49 on the pocket watch (every
+    other frame a repeat).
+    """
+    frame = float(np.median(np.diff(times_ms)))
+    moves = np.abs(np.diff(pos))
+    if moves.size < 3:
+        return frame
+    larger_neighbour = np.maximum(moves[:-2], moves[2:])
+    repeats = float(np.mean(moves[1:-1] < 0.2 * larger_neighbour))
+    return frame / (1.0 - repeats) if repeats > REPEATED_FRAMES_SHARE else frame
 
 
 def _flat_lead_ins(times: np.ndarray, kept: np.ndarray, p: np.ndarray, reversals: np.ndarray,
