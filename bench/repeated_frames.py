@@ -81,8 +81,8 @@ def main() -> None:
     for rate, group in rows.items():
         summary[f"{PICTURE_FPS} fps stored at {rate}"] = {
             **summarise(group), "actions": sum(r.get("actions", 0) for r in group) / max(1, len(group))}
-    print_table(f"{PICTURE_FPS} fps pictures, medium preset, seed {args.seed} (means over {len(scripts)} scripts; "
-                f"actions in the last column)", summary)
+    print_table(f"{PICTURE_FPS} fps pictures, medium preset, seed {args.seed} (means over {len(scripts)} scripts)",
+                summary)
     for name, values in summary.items():
         print(f"{name}: {values['actions']:.0f} actions a script")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -196,6 +196,17 @@ def test_a_turn_between_two_frames_at_one_height_is_kept_as_a_still_frame():
     assert next(windower.flush()).times_s.size == len(frames)
 
 
+def test_under_a_moving_camera_an_unchanged_frame_is_a_repeat_even_where_the_motion_turns():
+    # a pan that turns around just as a picture is stored twice: the motion reverses across the repeat, which with a
+    # still camera would mean a subject standing still for a frame; but a still camera cannot have made this picture
+    scene = textured((H, W + 40), 5)
+    pan = [0, 3, 6, 9, 9, 6, 3]
+    tracker = FlowTracker()
+    samples = [tracker.update(np.ascontiguousarray(scene[:, x : x + W]), i / FPS) for i, x in enumerate(pan)]
+    assert [s.repeat for s in samples] == [False, False, False, False, True, False, False]
+    assert samples[5].moved_on
+
+
 def test_windower_splits_at_cuts_and_overlaps_long_scenes():
     windower = Windower(max_s=4.0, overlap_s=1.0)
     tracker = FlowTracker()

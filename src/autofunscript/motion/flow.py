@@ -22,11 +22,12 @@ THUMB_SIZE = (32, 18)
 # a keyframe) against 0.8 %. A conversion shows a picture at most 3 times (24 fps at 60), so a longer run of
 # unchanged frames is a subject at rest and is kept. A subject standing still for a frame at its turn changes as
 # little (the pair of pendulums, 0-0.14 % against 0.5-0.9 %; a fast stroke whose turn falls between two frames at
-# one height, 0): Windower.push tells the two apart by the motion around them.
+# one height, 0): the two are told apart by the motion around them (see MotionSample.moved_on).
 REPEAT_LEVELS = 6
 REPEAT_MAX_CHANGE = 0.002
 REPEAT_RATIO = 0.25  # and under this share of what the last new picture changed
 MAX_REPEATS = 2
+CAMERA_STILL_PX = 0.25  # analysis pixels the frame's corners move at most under a still camera
 IDENTITY_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a 2x3 camera motion that moves nothing
 
 
@@ -39,6 +40,10 @@ class MotionSample:
     cut_score: float  # change of the normalised thumbnail against the previous frame (0 = identical)
     camera: np.ndarray | None = None  # 2x3 similarity taking previous-frame points to this frame's; None = still
     repeat: bool = False  # the pixels say: the last picture again (see REPEAT_MAX_CHANGE); no motion measured
+    # For the frame after `repeat` frames: whether they did repeat a picture. A moving camera changes every new
+    # picture, so under camera motion (more than CAMERA_STILL_PX) they did; with a still camera, they did where the
+    # motion goes on the same way across them, and where it turns there the subject stood still for them.
+    moved_on: bool = False
 
 
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
@@ -65,13 +70,14 @@ class FlowTracker:
         self._points: np.ndarray | None = None
         self._centres: np.ndarray | None = None
         self._picture_change = 0.0  # share of the pixels the last new picture changed
+        self._picture_flow: np.ndarray | None = None  # the last new picture's cell flow, camera motion included
         self._repeats = 0  # frames in a row that showed the last picture again
 
     def reset(self) -> None:
         """Forget the previous frame (after a seek)."""
         self._prev = None
         self._prev_thumb = None
-        self._picture_change, self._repeats = 0.0, 0
+        self._picture_change, self._picture_flow, self._repeats = 0.0, None, 0
 
     def _cell_centres(self, rows: int, cols: int) -> np.ndarray:
         """(rows, cols, 3) homogeneous centres of the grid cells in analysis pixels, made once per frame size."""
@@ -114,18 +120,28 @@ class FlowTracker:
             # the next new picture's motion is measured from the last one, so nothing is lost
             self._repeats += 1
             return MotionSample(time_s, np.zeros((rows, cols, 2), np.float32), cut_score, repeat=True)
-        self._picture_change, self._repeats = changed, 0
         flow = self._dis.calc(self._prev, gray, None)
         grid = cv2.resize(flow[: rows * self.cell, : cols * self.cell], (cols, rows), interpolation=cv2.INTER_AREA)
-        model = None
-        if self.compensate_camera:
-            model = self._camera_model(flow)
-            if model is not None:
-                # the camera's flow, evaluated at the cell centres only (cheap)
-                centres = self._cell_centres(rows, cols)
-                grid = grid - (centres @ (model - IDENTITY_CAMERA).T).astype(np.float32)
+        model = self._camera_model(flow) if self.compensate_camera else None
+        moved_on = self._repeats > 0 and (
+            _camera_moves(model, gray.shape)
+            or (self._picture_flow is not None and float(self._picture_flow.ravel() @ grid.ravel()) > 0.0))
+        self._picture_change, self._picture_flow, self._repeats = changed, grid, 0
+        if model is not None:
+            # the camera's flow, evaluated at the cell centres only (cheap)
+            centres = self._cell_centres(rows, cols)
+            grid = grid - (centres @ (model - IDENTITY_CAMERA).T).astype(np.float32)
         self._prev, self._prev_thumb = gray, thumb
-        return MotionSample(time_s, grid.astype(np.float32), cut_score, model)
+        return MotionSample(time_s, grid.astype(np.float32), cut_score, model, moved_on=moved_on)
+
+
+def _camera_moves(model: np.ndarray | None, shape: tuple[int, int]) -> bool:
+    """Whether a 2x3 camera motion moves a corner of a frame of `shape` (rows, cols) by over CAMERA_STILL_PX."""
+    if model is None:
+        return False
+    h, w = shape
+    corners = np.array([[0.0, 0.0, 1.0], [w, 0.0, 1.0], [0.0, h, 1.0], [w, h, 1.0]])
+    return bool(np.abs(corners @ (model - IDENTITY_CAMERA).T).max() > CAMERA_STILL_PX)
 
 
 def remove_camera_leakage(grids: np.ndarray, cameras: np.ndarray, min_explained: float = 0.3) -> np.ndarray:

@@ -117,28 +117,19 @@ class Windower:
     def push(self, sample: MotionSample, image: np.ndarray | None = None) -> Iterator[Window]:
         """Add one frame's sample (and its analysis image when `keep_images`); yields finished windows.
 
-        A frame whose pixels say it repeats the last picture (MotionSample.repeat) waits for the next one. Where
-        the motion goes on the same way across it, it was a repeated picture, and it is left out: the next
-        frame's flow, measured from the last picture, carries the motion. Where the motion turns there, the
-        subject stood still for that frame (a fast stroke's turn between two frames at one height, a swing's
-        end), and it is kept, without motion, as it was seen.
+        A frame whose pixels say it repeats the last picture (MotionSample.repeat) waits for the next one. If the
+        motion went on across it (MotionSample.moved_on), it is left out: the next frame's flow, measured from
+        the last picture, carries the motion. If not, the subject stood still for it (a fast stroke's turn between
+        two frames at one height, a swing's end), and it is kept, without motion, as it was seen.
         """
         if sample.repeat:
             self._held.append((sample, image))
             return
         held, self._held = self._held, []
-        if held and not self._goes_on(sample.grid):
+        if held and not sample.moved_on:
             for repeat, repeat_image in held:
                 yield from self._add(replace(repeat, repeat=False), repeat_image)
         yield from self._add(sample, image)
-
-    def _goes_on(self, grid: np.ndarray) -> bool:
-        """Whether the cells' moves in `grid` point the same way, overall, as in the last sample's."""
-        if not self._grids:
-            return False
-        before = self._grids[-1].astype(np.float32).ravel()
-        after = grid.astype(np.float32).ravel()
-        return float(before @ after) > 0.0
 
     def _add(self, sample: MotionSample, image: np.ndarray | None) -> Iterator[Window]:
         if self._times and self.cuts is not None and self.cuts.is_cut(sample.cut_score):
