@@ -17,12 +17,12 @@ THUMB_SIZE = (32, 18)
 # steps (192 actions for the pocket watch clip's 4 swings, each move at twice its speed) and the motion analysis
 # sees every other frame still. Such a frame changes almost no pixel by more than REPEAT_LEVELS grey levels (share
 # of the analysis pixels, measured): the pocket watch (25 fps stored at 50) repeats at 0.002 % or less (one at
-# 0.15 %) against 1.5 % or more for its new pictures; the green clock one frame in 50 at 0.01-0.05 % against
-# 0.4 %; a block moving on a still background, encoded by x264's ultrafast preset, 0.04 % or less (0.2 % next to
-# a keyframe) against 0.8 %. A conversion shows a picture at most 3 times (24 fps at 60), so a longer run of
-# unchanged frames is a subject at rest and is kept. A subject standing still for a frame at its turn changes as
-# little (the pair of pendulums, 0-0.14 % against 0.5-0.9 %; a fast stroke whose turn falls between two frames at
-# one height, 0): the two are told apart by the motion around them (see MotionSample.moved_on).
+# 0.15 %) against 1.5 % or more for its new pictures; a block moving on a still background, encoded by x264's
+# ultrafast preset, 0.04 % or less (0.2 % next to a keyframe) against 0.8 %. A conversion shows a picture at most
+# 3 times (24 fps at 60), so a longer run of unchanged frames is a subject at rest and is kept. A subject standing
+# still for a frame at its turn changes as little (the pendulums at some of their turns: the pair 0-0.14 % against
+# 0.5-0.9 %, the green clock 0.01-0.05 % against 0.4 %; a fast stroke whose turn falls between two frames at one
+# height, 0): the two are told apart by the motion around them (see MotionSample.moved_on).
 REPEAT_LEVELS = 6
 REPEAT_MAX_CHANGE = 0.002
 REPEAT_RATIO = 0.25  # and under this share of what the last new picture changed

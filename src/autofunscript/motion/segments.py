@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -128,7 +128,7 @@ class Windower:
         held, self._held = self._held, []
         if held and not sample.moved_on:
             for repeat, repeat_image in held:
-                yield from self._add(replace(repeat, repeat=False), repeat_image)
+                yield from self._add(repeat, repeat_image)
         yield from self._add(sample, image)
 
     def _add(self, sample: MotionSample, image: np.ndarray | None) -> Iterator[Window]:
