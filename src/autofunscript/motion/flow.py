@@ -22,9 +22,10 @@ THUMB_SIZE = (32, 18)
 # 3 times (24 fps at 60), so a longer run of unchanged frames is a subject at rest and is kept. A subject standing
 # still for a frame at its turn changes as little (the pendulums at some of their turns: the pair 0-0.14 % against
 # 0.5-0.9 %, the green clock 0.01-0.05 % against 0.4 %; a fast stroke whose turn falls between two frames at one
-# height, 0): the two are told apart by the motion around them (see MotionSample.moved_on).
+# height, 0): the two are told apart by the motion around them (see MotionSample.repeats_confirmed). The first
+# repeat after the start, a seek or a still stretch is not marked: there is no new picture's change to compare with.
 REPEAT_LEVELS = 6
-REPEAT_MAX_CHANGE = 0.002
+REPEAT_MAX_CHANGE = 0.002  # a share: 0.2 % of the pixels
 REPEAT_RATIO = 0.25  # and under this share of what the last new picture changed
 MAX_REPEATS = 2
 CAMERA_STILL_PX = 0.25  # analysis pixels the frame's corners move at most under a still camera
@@ -33,17 +34,19 @@ IDENTITY_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # a 2x3 camera m
 
 @dataclass(frozen=True)
 class MotionSample:
-    """What one frame contributes: its time, cell velocities since the previous frame, and a cut score."""
+    """What one frame contributes: its time, cell velocities since the last new picture (the previous frame
+    unless that one repeated a picture), and a cut score."""
 
     time_s: float
     grid: np.ndarray  # (rows, cols, 2) float32 velocity in analysis pixels per frame, camera motion removed
-    cut_score: float  # change of the normalised thumbnail against the previous frame (0 = identical)
-    camera: np.ndarray | None = None  # 2x3 similarity taking previous-frame points to this frame's; None = still
+    cut_score: float  # change of the normalised thumbnail against the last new picture (0 = identical)
+    camera: np.ndarray | None = None  # 2x3 similarity taking the last picture's points to this frame's; None = still
     repeat: bool = False  # the pixels say: the last picture again (see REPEAT_MAX_CHANGE); no motion measured
-    # For the frame after `repeat` frames: whether they did repeat a picture. A moving camera changes every new
+    # For a new picture after `repeat` frames: whether they did repeat a picture. A moving camera changes every new
     # picture, so under camera motion (more than CAMERA_STILL_PX) they did; with a still camera, they did where the
-    # motion goes on the same way across them, and where it turns there the subject stood still for them.
-    moved_on: bool = False
+    # motion goes on the same way across them, and where it turns there, or stops (a run longer than MAX_REPEATS),
+    # the subject stood still for them.
+    repeats_confirmed: bool = False
 
 
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
@@ -111,6 +114,7 @@ class FlowTracker:
         if self._prev is None or self._prev.shape != gray.shape:
             self._prev, self._prev_thumb = gray, thumb
             self._points = None
+            self._picture_change, self._picture_flow, self._repeats = 0.0, None, 0
             return MotionSample(time_s, np.zeros((rows, cols, 2), np.float32), 0.0)
         cut_score = float(np.abs(thumb - self._prev_thumb).mean())
         changed = cv2.countNonZero(cv2.threshold(cv2.absdiff(self._prev, gray), REPEAT_LEVELS, 1,
@@ -123,7 +127,8 @@ class FlowTracker:
         flow = self._dis.calc(self._prev, gray, None)
         grid = cv2.resize(flow[: rows * self.cell, : cols * self.cell], (cols, rows), interpolation=cv2.INTER_AREA)
         model = self._camera_model(flow) if self.compensate_camera else None
-        moved_on = self._repeats > 0 and (
+        # a run that goes on unchanged past MAX_REPEATS frames is a subject at rest, whatever the flow's noise says
+        confirmed = self._repeats > 0 and changed > REPEAT_MAX_CHANGE and (
             _camera_moves(model, gray.shape)
             or (self._picture_flow is not None and float(self._picture_flow.ravel() @ grid.ravel()) > 0.0))
         self._picture_change, self._picture_flow, self._repeats = changed, grid, 0
@@ -132,7 +137,7 @@ class FlowTracker:
             centres = self._cell_centres(rows, cols)
             grid = grid - (centres @ (model - IDENTITY_CAMERA).T).astype(np.float32)
         self._prev, self._prev_thumb = gray, thumb
-        return MotionSample(time_s, grid.astype(np.float32), cut_score, model, moved_on=moved_on)
+        return MotionSample(time_s, grid.astype(np.float32), cut_score, model, repeats_confirmed=confirmed)
 
 
 def _camera_moves(model: np.ndarray | None, shape: tuple[int, int]) -> bool:

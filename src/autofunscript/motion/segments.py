@@ -117,16 +117,17 @@ class Windower:
     def push(self, sample: MotionSample, image: np.ndarray | None = None) -> Iterator[Window]:
         """Add one frame's sample (and its analysis image when `keep_images`); yields finished windows.
 
-        A frame whose pixels say it repeats the last picture (MotionSample.repeat) waits for the next one. If the
-        motion went on across it (MotionSample.moved_on), it is left out: the next frame's flow, measured from
-        the last picture, carries the motion. If not, the subject stood still for it (a fast stroke's turn between
-        two frames at one height, a swing's end), and it is kept, without motion, as it was seen.
+        A frame whose pixels say it repeats the last picture (MotionSample.repeat) waits for the next one, whose
+        flow is measured from the last picture. If that confirms the repeat (MotionSample.repeats_confirmed), the
+        frame is left out: the next frame carries the motion. If not, the subject stood still for it (a fast
+        stroke's turn between two frames at one height, a swing's end, a rest), and it is kept, without motion.
+        Repeats at the end are kept too, so the signal reaches the last frame.
         """
         if sample.repeat:
             self._held.append((sample, image))
             return
         held, self._held = self._held, []
-        if held and not sample.moved_on:
+        if held and not sample.repeats_confirmed:
             for repeat, repeat_image in held:
                 yield from self._add(repeat, repeat_image)
         yield from self._add(sample, image)
@@ -154,7 +155,9 @@ class Windower:
             self._overlap, self._new_scene = len(self._times), False
 
     def flush(self) -> Iterator[Window]:
-        self._held = []  # repeats of the last picture, with no motion after them to tell
+        held, self._held = self._held, []
+        for sample, image in held:
+            yield from self._add(sample, image)
         if len(self._times) > self._overlap:
             yield self._emit(tail=True)
         self._times, self._grids, self._images, self._cameras = [], [], [], []

@@ -260,8 +260,9 @@ def _picture_interval(times_ms: np.ndarray, pos: np.ndarray) -> float:
     picture stored at 50 fps), so that the limits on moving a turn count pictures, not repeats.
 
     A repeated frame barely moves the signal next to the frames around it. Measured share of moves under a
-    fifth of the larger neighbouring move: 0-0.27 over the accuracy suite, 0.49 on the pocket watch (every
-    other frame a repeat).
+    fifth of the larger neighbouring move: 0-0.27 over the accuracy suite, 0.49 on the pocket watch read frame by
+    frame (every other frame a repeat). generate leaves out the repeats its flow tracker recognises, so here
+    this counts those it cannot (copies an encoder changed too much to tell).
     """
     frame = float(np.median(np.diff(times_ms)))
     moves = np.abs(np.diff(pos))
