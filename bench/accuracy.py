@@ -63,20 +63,24 @@ def densest_segment(path: Path, length_s: float) -> tuple[float, float]:
     return float(starts[int(np.argmax(counts))]), length_s
 
 
-def main_scripts() -> list[Path]:
-    """Real scripts, one per video (sibling axis files are not separate stroke scripts)."""
+def main_scripts(only: str = "") -> list[Path]:
+    """Real scripts, one per video (sibling axis files are not separate stroke scripts); `only`, comma-separated
+    stems, keeps those (all when empty)."""
     files = sorted((SHARED / "funscripts").glob("*.funscript"))
-    return [f for f in files if f.name.count(".") == 1]
+    wanted = set(only.split(",")) if only else None
+    return [f for f in files if f.name.count(".") == 1 and (wanted is None or f.stem in wanted)]
 
 
-def render(script: Path, preset: str, seed: int) -> Path:
-    clip = CACHE / preset / f"{script.stem}_s{seed}.mp4"
+def render(script: Path, preset: str, seed: int, clip: Path | None = None, fps: float | None = None) -> Path:
+    """The script's densest minute rendered by `synth` (cached; by default as the suite's clip of that preset)."""
+    clip = clip or CACHE / preset / f"{script.stem}_s{seed}.mp4"
     if clip.exists() and clip.with_suffix(".funscript").exists():
         return clip
     clip.parent.mkdir(parents=True, exist_ok=True)
     start, duration = densest_segment(script, SEGMENT_S)
+    rate = ["--fps", str(fps)] if fps else []
     done = cli("synth", "--script", str(script), "--out", str(clip), "--preset", preset, "--seed", str(seed),
-               "--start", f"{start:.3f}", "--duration", f"{duration:.3f}", "--force")
+               "--start", f"{start:.3f}", "--duration", f"{duration:.3f}", *rate, "--force")
     if done.returncode != 0:
         raise RuntimeError(f"synth failed for {script.name}/{preset}: {done.stderr.strip()}")
     return clip
@@ -198,10 +202,7 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="extra generate options, space-separated")
     args = parser.parse_args()
 
-    scripts = main_scripts()
-    if args.scripts:
-        wanted = set(args.scripts.split(","))
-        scripts = [s for s in scripts if s.stem in wanted]
+    scripts = main_scripts(args.scripts)
     extra = args.extra.split()
     out_dir = CACHE / f"out-{args.method}"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -195,7 +195,7 @@ def run(variants_dir: Path | None, presets: str, scripts: str, out: Path, real: 
     from accuracy import main_scripts, render
 
     runners = variant_runners(variants_dir)
-    chosen = [s for s in main_scripts() if not scripts or s.stem in scripts.split(",")]
+    chosen = main_scripts(scripts)
     wanted = [p for p in presets.split(",") if p]
     cases: dict[str, dict[str, dict]] = {}
     for preset in wanted:

@@ -52,9 +52,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "nuisance-ablation.json")
     args = parser.parse_args()
 
-    scripts = main_scripts()
-    if args.scripts:
-        scripts = [s for s in scripts if s.stem in set(args.scripts.split(","))]
+    scripts = main_scripts(args.scripts)
     variants = ["hard", *VARIANTS]
     out_dir = CACHE / "out-ablation"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import (ROOT, SEGMENT_S, cli, densest_segment, main_scripts, print_row, print_table,  # noqa: E402
-                      run_case, run_grouped, summarise)
+from accuracy import (ROOT, main_scripts, print_row, print_table, render, run_case, run_grouped,  # noqa: E402
+                      summarise)
 from autofunscript.script.funscript import read_funscript  # noqa: E402
 
 CACHE = ROOT / "bench" / "cache" / "repeats"
@@ -34,15 +34,8 @@ STORED_FPS = (24, 30, 60)
 
 def clip_for(script: Path, stored_fps: int, seed: int) -> tuple[Path, Path]:
     """The script's segment as 24 fps pictures stored at `stored_fps`, and its truth script."""
-    pictures = CACHE / f"{script.stem}_s{seed}_{PICTURE_FPS}.mp4"
+    pictures = render(script, "medium", seed, CACHE / f"{script.stem}_s{seed}_{PICTURE_FPS}.mp4", PICTURE_FPS)
     truth = pictures.with_suffix(".funscript")
-    if not (pictures.exists() and truth.exists()):
-        CACHE.mkdir(parents=True, exist_ok=True)
-        start, duration = densest_segment(script, SEGMENT_S)
-        done = cli("synth", "--script", str(script), "--out", str(pictures), "--preset", "medium", "--seed", str(seed),
-                   "--fps", str(PICTURE_FPS), "--start", f"{start:.3f}", "--duration", f"{duration:.3f}", "--force")
-        if done.returncode != 0:
-            raise RuntimeError(f"synth failed for {script.name}: {done.stderr.strip()}")
     if stored_fps == PICTURE_FPS:
         return pictures, truth
     stored = CACHE / f"{script.stem}_s{seed}_{PICTURE_FPS}at{stored_fps}.mp4"
@@ -61,10 +54,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="cases run at once")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "repeated-frames.json")
     args = parser.parse_args()
-    scripts = main_scripts()
-    if args.scripts:
-        wanted = set(args.scripts.split(","))
-        scripts = [s for s in scripts if s.stem in wanted]
+    scripts = main_scripts(args.scripts)
     out_dir = CACHE / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
 
