@@ -161,7 +161,7 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
         # a camera path registration never checked, followed them only loosely
         band = tracked.displacement
         if (tracked.seen >= MIN_BAND_SEEN and tracked.jumps <= JUMPY_SHARE
-                and moves_with(band, position, tracked.partly_registered)):
+                and moves_with(tracked.checked, position, tracked.partly_registered)):
             return (fit_range(mend_from_flow(band, position), fps, options, depth_measured=True,
                               level_measured=tracked.registered), ws)
         position = along_the_path(grids, ws, fps, options.drift_cutoff_hz, roi_mask=roi_mask)
