@@ -304,7 +304,8 @@ def test_strokes_of_four_frames_keep_their_turns_and_a_one_off_mismatch_goes(hz)
     t = np.arange(0, 4, 1 / FPS)
     # sampled about middle, top, middle, bottom: most of each neighbourhood sits in the middle
     fast = 20 * np.sin(2 * np.pi * hz * t) + np.random.default_rng(5).normal(0, 0.3, t.size)
-    assert np.array_equal(suppress_spikes(fast), fast)
+    inside = slice(7, -7)  # a turn is kept where strokes go on both before and after it
+    assert np.array_equal(suppress_spikes(fast)[inside], fast[inside])
     slow = 20 * np.sin(2 * np.pi * 0.7 * t)
     spoilt = slow.copy()
     spoilt[50] += 25  # the matcher locked onto something else for one frame
