@@ -312,6 +312,15 @@ def test_strokes_of_four_frames_keep_their_turns_and_a_one_off_mismatch_goes(hz)
     assert abs(suppress_spikes(spoilt)[50] - slow[50]) < 2.0
 
 
+def test_the_band_keeps_the_turns_of_strokes_of_four_frames_and_its_checks_see_them_flattened():
+    truth = stroke(seconds=4.0, freq=7.5)  # sampled middle, top, middle, bottom
+    ws, images, cameras = analyse(render(truth))
+    track = track_band(images, cameras, ws.roi_weight, (0.0, -1.0), 10)
+    assert np.corrcoef(track.displacement, truth)[0, 1] > 0.95
+    # the checks' thresholds were measured on tracks whose standing-out frames were all flattened
+    assert np.ptp(track.checked[8:-8]) < 0.2 * np.ptp(track.displacement[8:-8])
+
+
 def test_a_frame_the_band_mismatched_at_few_samples_per_stroke_is_taken_from_the_flow():
     fps = 10.0  # arm circles: about five frames a cycle, so every frame moves far
     t = np.arange(0, 6, 1 / fps)
