@@ -361,6 +361,30 @@ def test_a_subject_a_few_pixels_across_is_followed_by_its_flow(tmp_path):
     assert score.pearson_signed > 0.85
 
 
+def test_a_scene_under_a_second_that_the_band_cannot_see_is_held_not_stretched_into_strokes(tmp_path):
+    # strokes, then a cut to a smooth backdrop where a faint patch (6 grey levels) bobs for 0.7 s: the flow
+    # sees it move, the band's change mask does not. Under a second is too little to tell strokes from noise
+    # by the flow alone (it once made full strokes of such a scene), so the last position is held through it.
+    times_a = cfr_times(3.0)
+    positions = eased(times_a, *stroke_plan(3.0, 2, min_s=0.5, max_s=0.8))
+    frames = render(SIZE, [Block(SIZE[0] // 2, positions)])
+    y, x = np.mgrid[0 : SIZE[1], 0 : SIZE[0]]
+    backdrop = 90 + 40 * np.sin(x / 70) + 20 * np.cos(y / 50)
+    for i in range(21):
+        picture = backdrop.copy()
+        top = int(round(75 + 15 * np.sin(2 * np.pi * i / 10)))
+        picture[top : top + 30, 150:180] += 6
+        frames.append(cv2.cvtColor(picture.astype(np.uint8), cv2.COLOR_GRAY2BGR))
+    times = cfr_times(len(frames) / FPS)
+    result = generate(encode(tmp_path / "short_scene.mp4", frames, times))
+    script = result.script
+    last_scene = script.at > 1000 * times_a[-1]
+    assert np.unique(script.pos[last_scene]).size == 1
+    score = evaluate(Funscript(at=script.at[~last_scene], pos=script.pos[~last_scene]),
+                     Funscript.from_samples(times_a * 1000, positions))
+    assert score.pearson_signed > 0.9
+
+
 def test_shallow_strokes_stay_shallow_beside_deep_ones(tmp_path):
     # the band measures each frame's displacement, so a window's shallow strokes keep their depth against
     # its deep ones (fitted over a few seconds at a time they had been blown up to most of the range)

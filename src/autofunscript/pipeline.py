@@ -44,6 +44,10 @@ FLOW_CELL = 10  # analysis pixels per motion-grid cell
 WINDOW_S = 30.0
 WINDOW_OVERLAP_S = 4.0
 AXIS_AGREE_COS = np.cos(np.radians(2))  # band and flow directions closer than this count as the same
+# A window shorter than this whose band saw no change is held, not fitted: under a second the flow alone cannot tell
+# strokes from noise (no periodicity to weigh), and fitted to the full range its noise became strokes (cuts real_03's
+# last scene of 27 frames: 6 false reversals, the flow's moves at r -0.05 against the truth).
+SHORT_SCENE_S = 1.0
 MIN_BAND_SEEN = 0.2  # measured: a bob 3 px across 0.0, synthetic subjects 0.67-1.0 (the least: long pauses)
 REKEY_S = 8.0  # a fresh keyframe this often: slow zoom, pan and lighting drift stay small between keys
 LOCAL_RANGE_S = 3.0  # the output range is fitted over about this long (see local_normalise)
@@ -155,6 +159,8 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
                 along_axis = track(axis)
                 if better_direction(tracked, along_axis, position):
                     tracked = along_axis
+        if tracked.seen < MIN_BAND_SEEN and window.times_s[-1] - window.times_s[0] < SHORT_SCENE_S:
+            return None, ws  # nothing confirms the flow's motion: held like a still window
         # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
         # (jumps), hardly ever saw it change (a subject a few pixels across), moved against the flow's moves
         # or unrelated to them (it matched something else, e.g. the other face of a twisting object), or, on
