@@ -8,8 +8,8 @@ from autofunscript.motion.flow import FlowTracker
 from autofunscript.motion.keyframe import (LOOSE_AGREEMENT, UNREGISTERED_AGREEMENT, BandTrack, CameraPaths,
                                            better_direction, camera_chain, choose_axis, follows_as_closely, jump_share,
                                            masked_sqdiff, mend_from_flow, moves_agreement, moves_with,
-                                           structure_tensors, suppress_spikes, track_band, visible_share,
-                                           without_aperture_noise, without_excursions)
+                                           retry_is_better, structure_tensors, suppress_spikes, track_band,
+                                           visible_share, without_aperture_noise, without_excursions, worth_retrying)
 from autofunscript.motion.signal import analyse_window
 
 W, H, FPS = 320, 180, 30.0
@@ -252,6 +252,19 @@ def test_a_keyframe_that_holds_no_subject_does_not_replace_a_jumpy_stretch():
     held = truth + np.random.default_rng(4).normal(0, 0.5, truth.size)
     assert jump_share(held) < jump_share(first)
     assert follows_as_closely(held, first, flow)
+
+
+def test_a_stretch_matched_poorly_without_jumping_is_retried_and_a_clearer_match_replaces_it():
+    # medium real_01's window 0, stretch from frame 480 (jump share, median unexplained change): the keyframe
+    # caught the subject across static lines and drifted at every trough without jumping
+    first, jumpier, clearer, about_as_poor = (0.007, 0.54), (0.011, 0.13), (0.0, 0.21), (0.007, 0.30)
+    assert worth_retrying(*first)
+    assert not worth_retrying(0.007, 0.2)  # a clean match that never jumps is left alone
+    assert worth_retrying(0.05, 0.1)  # jumps alone still call for another keyframe
+    assert retry_is_better(*first, *clearer)
+    assert not retry_is_better(*first, *jumpier)  # clearer, but it jumps more than a stretch may
+    assert not retry_is_better(*first, *about_as_poor)  # not clearly better
+    assert retry_is_better(0.05, 0.1, 0.02, 0.4)  # fewer jumps still win, as before
 
 
 def _line_and_texture(frames: int = 4) -> np.ndarray:
