@@ -159,7 +159,7 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
                 along_axis = track(axis)
                 if better_direction(tracked, along_axis, position):
                     tracked = along_axis
-        if tracked.seen < MIN_BAND_SEEN and window.times_s[-1] - window.times_s[0] < SHORT_SCENE_S:
+        if tracked.seen < MIN_BAND_SEEN and window.times_s.size / fps < SHORT_SCENE_S:
             return None, ws  # nothing confirms the flow's motion: held like a still window
         # else the integrated flow, smooth if less exact, is the safer answer: the band lost the subject
         # (jumps), hardly ever saw it change (a subject a few pixels across), moved against the flow's moves

@@ -442,12 +442,12 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
 
     def measure(key: int, frames: range) -> tuple[np.ndarray, np.ndarray, float]:
         """Displacements over `frames` from `key`, whether the band saw change in each, and the median share of
-        that change the matches left unexplained."""
+        that change the matches left unexplained (NaN where it saw none: nothing was matched, well or badly)."""
         matcher = BandMatcher(images, cameras, roi_weight, axis, cell, key, paths.chain(key, frames))
         matches = [matcher.match(i) for i in frames]
         unexplained = [m.unexplained for m in matches if m.changed]
         return (np.array([m.displacement for m in matches]), np.array([m.changed for m in matches]),
-                float(np.median(unexplained)) if unexplained else 0.0)
+                float(np.median(unexplained)) if unexplained else float("nan"))
 
     def stretch(key: int) -> tuple[np.ndarray, np.ndarray, bool]:
         frames = range(max(0, key - overlap), min(key + step + overlap, t))
@@ -497,8 +497,9 @@ def worth_retrying(jumps: float, unexplained: float) -> bool:
 
 def retry_is_better(jumps: float, unexplained: float, retry_jumps: float, retry_unexplained: float) -> bool:
     """Whether a stretch measured again should replace the first measurement (before the check against the flow,
-    follows_as_closely): it jumps less, or it explains the change clearly better without jumping more than the
-    first or than a stretch may before it is retried.
+    follows_as_closely): it jumps less, or it explains the change clearly better and jumps no more than the larger
+    of the first's share and the share a stretch may jump before it is retried. A retry that saw no change (NaN
+    unexplained) explains nothing better.
 
     Measured on the suite (session 22): a keyframe that catches the subject across static lines of the background
     matched a whole stretch of `medium` real_01 leaving 0.54 of the change unexplained, drifting at every trough
@@ -518,7 +519,7 @@ def suppress_spikes(x: np.ndarray, half: int = 3, k: float = 4.0, keep_recurring
     and after it stand out the same way (a stroke's turns do; a mismatch is a one-off), unless `keep_recurring`
     is False. Without that, medium real_11 (15 reversals a second) lost a turn in three on some stretches.
     Both sides, because a recurrence on one side only let mismatches through in the vr preset (extrema F1
-    0.948 -> 0.945).
+    0.948 -> 0.945); so within a few frames of the ends of `x` such turns are still flattened.
     """
     if x.size < 2 * half + 1:
         return x
@@ -553,7 +554,9 @@ def mend_from_flow(band: np.ndarray, flow: np.ndarray, half: int = 3, k: float =
         return band
     follows = gain * flow
     residual = band - follows
-    cleaned = suppress_spikes(residual, half, k)
+    # the flow turns where the subject does, so a turn of the band does not stand out of the residual: what
+    # stands out there, once or every few frames, is a mismatch
+    cleaned = suppress_spikes(residual, half, k, keep_recurring=False)
     # Only a single frame off, standing out of both its neighbours, that makes the band turn where the flow
     # does not turn that way: a false reversal pair. Where several frames differ together, or the flow turns
     # there too, the two disagree about the stroke's shape (a sharp turn the flow rounds off), not about a match.
