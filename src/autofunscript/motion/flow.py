@@ -112,9 +112,9 @@ class FlowTracker:
         thumb = _thumbnail(gray)
         rows, cols = gray.shape[0] // self.cell, gray.shape[1] // self.cell
         if self._prev is None or self._prev.shape != gray.shape:
+            self.reset()  # a new frame size starts afresh, as after a seek
             self._prev, self._prev_thumb = gray, thumb
             self._points = None
-            self._picture_change, self._picture_flow, self._repeats = 0.0, None, 0
             return MotionSample(time_s, np.zeros((rows, cols, 2), np.float32), 0.0)
         cut_score = float(np.abs(thumb - self._prev_thumb).mean())
         changed = cv2.countNonZero(cv2.threshold(cv2.absdiff(self._prev, gray), REPEAT_LEVELS, 1,

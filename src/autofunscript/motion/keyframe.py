@@ -483,10 +483,10 @@ def track_band(images: np.ndarray, cameras: np.ndarray, roi_weight: np.ndarray, 
             part[:shared] = crossfade(displacement[first : first + shared], part[:shared])
         displacement[first:end] = part
         seen += int(changed[key - first : min(key + step, t) - first].sum())
-    return BandTrack(suppress_spikes(without_excursions(displacement)), seen / t,
-                     jump_share(suppress_spikes(displacement, keep_recurring=False)),
+    bridged = without_excursions(displacement)
+    return BandTrack(suppress_spikes(bridged), seen / t, jump_share(suppress_spikes(displacement, keep_recurring=False)),
                      all(registered for *_, registered in parts), any(registered for *_, registered in parts),
-                     suppress_spikes(without_excursions(displacement), keep_recurring=False))
+                     suppress_spikes(bridged, keep_recurring=False))
 
 
 def worth_retrying(jumps: float, unexplained: float) -> bool:
