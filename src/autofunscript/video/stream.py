@@ -267,7 +267,7 @@ class _Decoder:
             else:
                 fps = next((float(rate) for rate in (self.stream.average_rate, self.stream.guessed_rate)
                             if rate and 0 < float(rate) < 1000), 25.0)
-        if last_time_s is not None:
+        if last_time_s is not None and not self._indexed_past_file_end():
             duration_s = last_time_s + 1 / fps
         elif dts is not None:
             duration_s = first_time_s + len(dts) / fps
@@ -278,6 +278,13 @@ class _Decoder:
         if dts is not None:
             return fps, duration_s, len(dts), True
         return fps, duration_s, max(1, round((duration_s - first_time_s) * fps)), False
+
+    def _indexed_past_file_end(self) -> bool:
+        """Whether the index places the last frame's data beyond the end of the file: the file was cut short
+        after its index was written (in front, as for streaming), so the last packets in it are not the video's
+        end, and the index's promise is what decoding is checked against."""
+        entries = self.stream.index_entries if self.sample_dts is not None else None
+        return bool(entries) and entries[-1].pos + entries[-1].size > self.path.stat().st_size
 
     def _last_frame_time_s(self) -> float | None:
         """The last frame's presentation time, read from the packets at the end of the file.
