@@ -490,6 +490,7 @@ def test_ctrl_c_writes_the_part_done_marked_partial_and_exits_130(tmp_path):
         os.close(master)
     assert code == 130, shown
     assert b"interrupted: wrote the part done so far" in shown and b"Traceback" not in shown
+    assert shown.count(b"stopping: analysing and writing the part read so far") == 1
     script = read_funscript(tmp_path / "long.funscript")
     assert "partial: interrupted at" in script.metadata["notes"]
     assert 2 <= len(script) and script.at[-1] < 29_000

@@ -7,6 +7,7 @@ position per window along the subject's stroke axis -> blended dense signal -> p
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import signal
 import threading
@@ -34,6 +35,8 @@ from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
                                              robust_normalise, smooth, stroke_normalise, to_actions)
 from autofunscript.video.stream import VideoInfo, open_video
+
+log = logging.getLogger("autofunscript")
 
 # Below this mean squared ROI velocity (analysis px/frame) a window is camera noise, not a subject.
 STILL_ENERGY = 0.02
@@ -358,15 +361,33 @@ def _libraries_single_threaded() -> Iterator[None]:
         cv2.setNumThreads(previous)
 
 
+class _StopRequest:
+    """Set by the first Ctrl+C and read by the tracking loop between frames. The first read that finds it set
+    says so: the frames read so far are still analysed and written, which can take a few seconds."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._announced = False
+
+    def set(self) -> None:
+        self._event.set()  # no output here: a signal handler may interrupt a write to the same stream
+
+    def __call__(self) -> bool:
+        if self._event.is_set() and not self._announced:
+            self._announced = True
+            log.warning("stopping: analysing and writing the part read so far (Ctrl+C again to quit without it)")
+        return self._event.is_set()
+
+
 @contextmanager
-def _ctrl_c_stops_tracking() -> Iterator[threading.Event]:
+def _ctrl_c_stops_tracking() -> Iterator[_StopRequest]:
     """The first Ctrl+C asks tracking to stop after the current frame; a second one interrupts at once.
 
     A KeyboardInterrupt can land anywhere, also between updates of the windows and of their results, which
     then no longer line up; the flag is only read between frames. Left alone outside the main thread and
     where Ctrl+C is ignored (batch workers, background jobs).
     """
-    stop = threading.Event()
+    stop = _StopRequest()
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
         yield stop
@@ -395,10 +416,10 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
         if options.method == "model":
             from autofunscript.model.infer import track_with_model  # loads onnxruntime only when asked for
 
-            dense, cuts, frames, interrupted = track_with_model(path, options, progress, should_stop=stop.is_set,
+            dense, cuts, frames, interrupted = track_with_model(path, options, progress, should_stop=stop,
                                                                 initial_position=options.initial_position)
         else:
-            dense, cuts, frames, interrupted = track_motion(path, options, progress, should_stop=stop.is_set)
+            dense, cuts, frames, interrupted = track_motion(path, options, progress, should_stop=stop)
     nothing_tracked = frames < 2 or bool(np.isnan(dense.position).all())
     if nothing_tracked and interrupted:
         raise KeyboardInterrupt  # stopped before any motion was tracked: nothing to keep, not a bad video
