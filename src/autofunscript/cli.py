@@ -192,7 +192,8 @@ def generate(video: Path, out: Path | None, force: bool, initial_position: float
     if result.report.speed_limited_segments:
         click.echo(f"speed limit: {result.report.notes[0]}")
     if result.partial:
-        click.echo("interrupted: wrote the part done so far (marked partial in notes)", err=True)
+        click.echo("interrupted: wrote the part done so far (marked partial in notes; --force redoes it whole)",
+                   err=True)
         return EXIT_INTERRUPTED
     return 0
 
