@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import click
 import numpy as np
 import pytest
 
 from autofunscript import __version__
-from autofunscript.cli import main
+from autofunscript.cli import VIDEO_TIME, main
 from autofunscript.script.evaluate import evaluate
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.funscript import Funscript, read_funscript
@@ -212,11 +213,24 @@ def test_axes_write_sibling_files(stroke, tmp_path, base_script):
         assert script.at[0] >= 0 and script.at[-1] <= 4000
 
 
-def test_start_and_end_restrict_the_actions(stroke, tmp_path):
-    script = generated(tmp_path, stroke.path, "--start", "1", "--end", "3")
+@pytest.mark.parametrize("start, end", [("1", "3"), ("0:01", "0:00:03.0")])
+def test_start_and_end_restrict_the_actions(stroke, tmp_path, start, end):
+    script = generated(tmp_path, stroke.path, "--start", start, "--end", end)
     first_frame, last_frame = 1000, round(stroke.times_s[stroke.times_s < 3][-1] * 1000)
     assert script.at[0] == first_frame and script.at[-1] == last_frame
     assert sampled_correlation(script, stroke.truth()) > 0.6
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90.0), ("12.5", 12.5), ("1:30", 90.0), ("1:02:03.5", 3723.5),
+                                           ("0:00:00", 0.0), (" 2:05 ", 125.0)])
+def test_times_are_seconds_or_clock_readings(text, seconds):
+    assert VIDEO_TIME.convert(text, None, None) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1:", "1:60", "1:2:3:4", "1:-5", "ten", "nan", "1:30s"])
+def test_a_time_that_is_neither_is_refused(text):
+    with pytest.raises(click.BadParameter, match="is not a time"):
+        VIDEO_TIME.convert(text, None, None)
 
 
 def test_poi_in_pixels_picks_the_block_there(two_blocks, tmp_path):

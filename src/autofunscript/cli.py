@@ -6,6 +6,7 @@ Errors the user can fix are AutofunscriptError: printed as one line, exit 2. Ctr
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -44,6 +45,30 @@ def parse_pair(text: str, what: str, cast=float) -> tuple:
     except ValueError:
         raise click.BadParameter(f"{what} must be two numbers like 10,90, got {text!r}") from None
     return a, b
+
+
+class VideoTime(click.ParamType):
+    """A time in a video: seconds (90, 12.5) or a clock reading as players show it (1:30, 1:02:03.5)."""
+
+    name = "time"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            numbers = [float(part) for part in value.strip().split(":")]
+        except ValueError:
+            numbers = []
+        if (not 1 <= len(numbers) <= 3 or not all(0 <= n < 60 for n in numbers[1:])
+                or any(math.isnan(n) for n in numbers)):
+            self.fail(f"{value!r} is not a time: give seconds (90) or H:MM:SS / M:SS (1:30)", param, ctx)
+        seconds = 0.0
+        for n in numbers:  # hours, minutes, seconds: each part counts 60 of the next
+            seconds = seconds * 60 + n
+        return seconds
+
+
+VIDEO_TIME = VideoTime()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,8 +130,9 @@ def _generate_options(func):
                      help="flow: the classical generator; model: the trained model (shipped weights)."),
         click.option("--poi", metavar="X,Y", help="Point of interest in pixels, or 0-1 fractions of the frame."),
         click.option("--poi-size", type=float, metavar="N", help="POI box size in pixels (default: frame height / 4)."),
-        click.option("--start", "start_s", default=0.0, metavar="T", help="Start time in seconds."),
-        click.option("--end", "end_s", type=float, metavar="T", help="End time in seconds."),
+        click.option("--start", "start_s", default=0.0, type=VIDEO_TIME, metavar="T",
+                     help="Start time: seconds, or H:MM:SS / M:SS."),
+        click.option("--end", "end_s", type=VIDEO_TIME, metavar="T", help="End time: seconds, or H:MM:SS / M:SS."),
         click.option("--vr", type=click.Choice(["sbs", "ou"]), help="VR layout: analyse one eye."),
         click.option("--axes", default="", metavar="LIST", help="Extra axes to write as sibling files: sway,roll,surge."),
     ]
@@ -399,8 +425,8 @@ def batch(paths: tuple[Path, ...], recursive: bool, workers: int | None, engine:
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("--method", type=click.Choice(["flow", "model"]), default="flow", show_default=True)
-@click.option("--start", "start_s", default=0.0, metavar="T", help="Start time in seconds.")
-@click.option("--end", "end_s", type=float, metavar="T", help="End time in seconds.")
+@click.option("--start", "start_s", default=0.0, type=VIDEO_TIME, metavar="T", help="Start time: seconds, or H:MM:SS / M:SS.")
+@click.option("--end", "end_s", type=VIDEO_TIME, metavar="T", help="End time: seconds, or H:MM:SS / M:SS.")
 @click.option("--predict", is_flag=True, help="Predict from the start (as if p was pressed).")
 @click.option("--hold", is_flag=True, help="Start on hold at the first frame.")
 @click.option("--replay-poi", type=click.Path(path_type=Path), metavar="FILE",
