@@ -247,6 +247,22 @@ def test_poi_as_fractions_picks_the_block_there(two_blocks, tmp_path):
     assert sampled_correlation(script, a.truth()) < 0.5
 
 
+def test_a_second_body_is_pointed_out_with_the_poi_that_picks_it(two_blocks, tmp_path):
+    path, a, b = two_blocks
+    out = tmp_path / "auto.funscript"
+    run = run_cli("generate", path, "--out", out)
+    assert run.code == 0 and "Traceback" not in run.err
+    warning = run.err.strip()
+    assert warning.startswith("warning: another motion with a rhythm of its own, apart from the tracked one (0:00-0:04 "
+                              "tracked ")
+    suggested = re.search(r"run again with --poi ([0-9.]+),([0-9.]+)$", warning)
+    x, y = float(suggested[1]), float(suggested[2])
+    tracked_a = sampled_correlation(read_funscript(out), a.truth()) > 0.9
+    assert x == pytest.approx(0.75 if tracked_a else 0.25, abs=0.05) and y == pytest.approx(0.5, abs=0.15)
+    other = generated(tmp_path, path, "--poi", f"{x},{y}", name="other.funscript")
+    assert sampled_correlation(other, (b if tracked_a else a).truth()) > 0.9
+
+
 def test_vr_side_by_side_analyses_one_eye(clips, tmp_path):
     """Both eyes see the block stroking (the right one shifted by a small disparity); the POI is in eye
     coordinates, so 0.5,0.5 is the middle of the left eye, where the block is."""

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -30,7 +30,8 @@ from autofunscript.motion.keyframe import (JUMPY_SHARE, MIN_VISIBLE_SHARE, BandT
                                            choose_axis, mend_from_flow, moves_with, structure_tensors, track_band,
                                            visible_share, without_aperture_noise)
 from autofunscript.motion.segments import Window, Windower, crossfade, frame_rate
-from autofunscript.motion.signal import WindowSignal, along_the_path, analyse_window, stroke_period
+from autofunscript.motion.signal import (Rival, WindowSignal, along_the_path, analyse_window, rival_motion,
+                                         stroke_period)
 from autofunscript.script.funscript import Funscript
 from autofunscript.script.postprocess import (PostReport, PostSettings, finish, limit_speed, local_normalise,
                                              robust_normalise, smooth, stroke_normalise, to_actions)
@@ -82,6 +83,15 @@ class GenerateOptions:
     initial_position: float | None = None  # known position (0-100) at start_s; used by the model
 
 
+@dataclass(frozen=True)
+class RivalSpan:
+    """A stretch of the video (a window's own frames) where a second body moved beside the tracked one."""
+
+    start_s: float
+    end_s: float
+    rival: Rival
+
+
 @dataclass
 class DenseSignal:
     """Per-frame positions 0-100 (NaN where there was no usable motion) and extra axes."""
@@ -89,6 +99,7 @@ class DenseSignal:
     times_s: np.ndarray
     position: np.ndarray
     extra: dict[str, np.ndarray]
+    rivals: list[RivalSpan] = field(default_factory=list)
 
 
 @dataclass
@@ -100,6 +111,7 @@ class GenerateResult:
     elapsed_s: float
     cut_times_s: list[float]
     partial: bool = False
+    rivals: list[RivalSpan] = field(default_factory=list)  # where the automatic ROI had a second body to choose from
 
 
 ProgressCallback = Callable[[float, float], None]  # (video seconds done, video seconds total)
@@ -139,6 +151,8 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
                 ws, grids = damped, damped_grids
     if ws.energy < STILL_ENERGY:
         return None, ws
+    if roi_mask is None:  # with a point of interest the user has said which body is meant
+        ws = replace(ws, rival=rival_motion(grids, ws, fps, options.drift_cutoff_hz, STILL_ENERGY))
     position = ws.position
     if window.images is not None:
         images = window.images
@@ -202,13 +216,14 @@ def fit_range(position: np.ndarray, fps: float, options: GenerateOptions, depth_
     return stroke_normalise(position, *options.post.range, max(2, round(horizon_s * fps)))
 
 
-def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
+def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None
+                      ) -> tuple[np.ndarray, dict, Rival | None]:
     position, ws = flow_position(window, options, roi_mask)
     if position is None:
         nan = np.full(window.times_s.size, np.nan)
-        return nan, {name: nan for name in EXTRA_AXES}
+        return nan, {name: nan for name in EXTRA_AXES}, None
     extra = {name: robust_normalise(v, 0, 100) for name, v in ws.extra.items()}
-    return position, extra
+    return position, extra, ws.rival
 
 
 def _fill_gaps(values: np.ndarray) -> np.ndarray:
@@ -230,10 +245,14 @@ class _Assembler:
     def __init__(self, axes: tuple[str, ...]) -> None:
         self.times: list[np.ndarray] = []
         self.channels: dict[str, list[np.ndarray]] = {name: [] for name in ("position", *axes)}
+        self.rivals: list[RivalSpan] = []
 
-    def add(self, window: Window, position: np.ndarray, extra: dict[str, np.ndarray]) -> None:
+    def add(self, window: Window, position: np.ndarray, extra: dict[str, np.ndarray], rival: Rival | None = None
+            ) -> None:
         n = window.overlap if self.times else 0
         skip = window.context
+        if rival is not None:
+            self.rivals.append(RivalSpan(float(window.times_s[skip]), float(window.times_s[-1]), rival))
         values = {"position": position[skip:], **{name: v[skip:] for name, v in extra.items()}}
         for name, parts in self.channels.items():
             if n:
@@ -244,7 +263,7 @@ class _Assembler:
     def result(self) -> DenseSignal:
         joined = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.channels.items()}
         times = np.concatenate(self.times) if self.times else np.zeros(0)
-        return DenseSignal(times, joined.pop("position"), joined)
+        return DenseSignal(times, joined.pop("position"), joined, self.rivals)
 
 
 @dataclass
@@ -448,7 +467,8 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
         script.axes[name] = Funscript(at=a_at, pos=a_pos, metadata={"creator": f"autofunscript {__version__}",
                                                                       "duration": int(np.ceil(duration))})
     return GenerateResult(script=script, report=report, frames=frames, seconds_of_video=seconds,
-                          elapsed_s=time.perf_counter() - started, cut_times_s=cuts, partial=interrupted)
+                          elapsed_s=time.perf_counter() - started, cut_times_s=cuts, partial=interrupted,
+                          rivals=dense.rivals)
 
 
 def _settings_note(options: GenerateOptions) -> str:
@@ -602,10 +622,10 @@ class LiveTracker:
             region.mask = _poi_mask_for(region.poi, width, height, *self.source_size, self._flow.cell)
         return region.mask
 
-    def _positions(self, window: Window, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    def _positions(self, window: Window, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict, Rival | None]:
         """A window's analysis, as generate does it with the options' method."""
         if self._model is not None:
-            return self._model.positions(window, self.options, roi_mask)
+            return *self._model.positions(window, self.options, roi_mask), None
         return _window_positions(window, self.options, roi_mask)
 
     def _submit(self, region: _LiveRegion, span: _Span, window: Window) -> None:

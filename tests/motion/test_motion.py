@@ -7,7 +7,7 @@ import pytest
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.segments import CutDetector, Windower
 from autofunscript.motion.signal import (WindowSignal, _rapid_rhythm, along_the_path, analyse_window, periodicity,
-                                         stroke_period)
+                                         rival_motion, stroke_period)
 
 W, H, FPS = 320, 180, 30.0
 
@@ -113,6 +113,36 @@ def test_strokes_too_fast_for_the_frame_rate_win_over_a_slower_distractor():
     ws = analyse_window(grids.astype(np.float32), FPS)
     _, cols_in = np.nonzero(ws.roi_weight > 0.2)
     assert set(cols_in) == {10}
+
+
+def _two_motions(second_cols: slice, second_rows: slice = slice(6, 10), second_gain: float = 0.5) -> np.ndarray:
+    """Cell velocities: strokes up and down in rows 4-9 of columns 8-10, and a second vertical rhythm elsewhere."""
+    seconds = np.arange(450) / FPS
+    grids = np.random.default_rng(4).normal(0, 0.03, (seconds.size, 18, 32, 2))
+    grids[:, 4:10, 8:11, 1] += 1.2 * np.sin(2 * np.pi * 0.9 * seconds)[:, None, None]
+    grids[:, second_rows, second_cols, 1] += second_gain * np.sin(2 * np.pi * 0.55 * seconds + 1.0)[:, None, None]
+    return grids.astype(np.float32)
+
+
+def test_a_second_body_beside_the_tracked_one_is_reported_with_both_centres():
+    grids = _two_motions(slice(22, 25))
+    ws = analyse_window(grids, FPS)
+    rival = rival_motion(grids, ws, FPS, 0.02, min_energy=0.02)
+    assert rival is not None
+    assert rival.tracked_xy == pytest.approx((9.5 / 32, 7 / 18), abs=0.04)
+    assert rival.other_xy == pytest.approx((23.5 / 32, 8 / 18), abs=0.04)
+    assert 0.05 < rival.share < 0.5
+
+
+@pytest.mark.parametrize("second_cols, second_rows, gain", [
+    (slice(8, 11), slice(11, 15), 0.5),  # along the stroke, right below it: the same body's other end
+    (slice(12, 14), slice(6, 10), 0.5),  # beside it, but closer than a body apart
+    (slice(22, 25), slice(6, 10), 0.0),  # nothing else moves
+], ids=["other end", "close beside", "alone"])
+def test_no_rival_where_the_other_motion_is_the_same_body_or_none(second_cols, second_rows, gain):
+    grids = _two_motions(second_cols, second_rows, gain)
+    ws = analyse_window(grids, FPS)
+    assert rival_motion(grids, ws, FPS, 0.02, min_energy=0.02) is None
 
 
 def test_a_rhythm_of_three_or_four_frames_is_strokes_not_noise():

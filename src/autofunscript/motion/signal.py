@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal as sps
-from scipy.ndimage import shift, uniform_filter1d
+from scipy.ndimage import binary_dilation, shift, uniform_filter1d
 
 MAX_ACTIVE_CELLS = 96
 COMPONENTS = 3
@@ -37,6 +37,23 @@ RAPID_REPEAT = 0.8
 RAPID_REVERSAL = -0.4
 
 
+# A second rhythmic motion is another body when its cells keep at least this many cells away from the tracked
+# motion's, across the stroke axis (measured on the suite's windows: the other end of the same body 0-3 cells
+# beside it; the second body of every `hard` clip 5.7-8.8 cells, whichever of the two was tracked).
+RIVAL_GAP_CELLS = 4.5
+RIVAL_PERIODICITY = 0.5  # and it has a rhythm (the suite's second bodies 0.64-0.97)
+
+
+@dataclass(frozen=True)
+class Rival:
+    """A second body moving in a rhythm beside the tracked motion: the automatic choice between the two may
+    be the wrong one. Centres as 0-1 fractions of the analysed frame (one eye in VR), as --poi takes them."""
+
+    tracked_xy: tuple[float, float]
+    other_xy: tuple[float, float]
+    share: float  # the other's motion energy over the tracked one's
+
+
 @dataclass(frozen=True)
 class WindowSignal:
     """Positions (arbitrary units, drift removed) for each frame of a window, with how they were made."""
@@ -47,6 +64,7 @@ class WindowSignal:
     roi_weight: np.ndarray  # (rows, cols) weight of each cell in the ROI
     energy: float  # mean squared ROI velocity (analysis px/frame)^2: ~0 for a still scene
     periodicity: float  # 0..1, autocorrelation peak of the position
+    rival: Rival | None = None  # see rival_motion; set by the generator, which looks for one
 
 
 def _highpass(x: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
@@ -281,3 +299,38 @@ def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff
         stretched = np.where(roi_mask > 0, stretched, weight)
     series = (along * stretched).sum(axis=(1, 2)) / np.abs(stretched).sum()
     return _highpass(np.cumsum(series), fps, drift_cutoff_hz)
+
+
+def _roi_cells(roi_weight: np.ndarray) -> np.ndarray:
+    """(n, 2) centres (x, y) of the cells that carry an ROI, in cells."""
+    rows, cols = np.nonzero(roi_weight > 0.2)
+    return np.stack([cols + 0.5, rows + 0.5], axis=1)
+
+
+def _centre_fraction(roi_weight: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.nonzero(roi_weight > 0.2)
+    weight = roi_weight[rows, cols]
+    x, y = ((cols + 0.5) @ weight, (rows + 0.5) @ weight) / weight.sum()
+    return float(x / roi_weight.shape[1]), float(y / roi_weight.shape[0])
+
+
+def rival_motion(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff_hz: float,
+                 min_energy: float) -> Rival | None:
+    """The strongest rhythmic motion of the window away from the tracked one, where it is another body.
+
+    The search runs again with the tracked ROI and the cells around it left out. What it finds next to the
+    ROI along the stroke is usually the same body (its other end, where the ROI stopped short); what keeps
+    RIVAL_GAP_CELLS away across the stroke is a second body, e.g. a second person, which the subject is
+    chosen from only by motion energy and rhythm.
+    """
+    taken = binary_dilation(ws.roi_weight > 0.05, iterations=2)
+    other = analyse_window(grids, fps, drift_cutoff_hz, roi_mask=(~taken).astype(float))
+    if other.energy < min_energy or other.periodicity < RIVAL_PERIODICITY or not (other.roi_weight > 0.2).any():
+        return None
+    across = np.array([-ws.axis[1], ws.axis[0]])
+    tracked, found = _roi_cells(ws.roi_weight) @ across, _roi_cells(other.roi_weight) @ across
+    gap = max(found.min() - tracked.max(), tracked.min() - found.max())
+    if gap < RIVAL_GAP_CELLS:
+        return None
+    return Rival(_centre_fraction(ws.roi_weight), _centre_fraction(other.roi_weight),
+                 other.energy / ws.energy if ws.energy > 0 else float("inf"))
