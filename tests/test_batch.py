@@ -196,6 +196,19 @@ def test_report_warns_about_flat_and_too_fast_scripts(tmp_path: Path) -> None:
     assert videos["fast"]["warnings"] == ["39 segments faster than 400 pos/s (fastest 1000)"]
 
 
+def test_report_points_out_a_second_rhythmic_motion(tmp_path: Path) -> None:
+    from test_pipeline import SIZE, Block, cfr_times, eased, encode, render, stroke_plan
+
+    times = cfr_times(4.0)
+    blocks = [Block(80, eased(times, *stroke_plan(4.0, seed=1)), seed=3),
+              Block(240, eased(times, *stroke_plan(4.0, seed=2, min_s=1.0, max_s=1.4)), seed=4)]
+    video = encode(tmp_path / "two.mp4", render(SIZE, blocks), times)
+    result = run_batch([video], workers=1)
+    assert [o.status for o in result.outcomes] == [WRITTEN]
+    assert any(w.startswith("another motion with a rhythm of its own") and "--poi 0." in w
+               for w in result.outcomes[0].warnings), result.outcomes[0].warnings
+
+
 def test_force_regenerates_and_a_folder_of_finished_videos_exits_zero(first_run: dict, tmp_path: Path,
                                                                       capsys) -> None:
     for name in GOOD_CLIPS[:2]:

@@ -33,7 +33,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
-from autofunscript.pipeline import GenerateOptions, generate
+from autofunscript.pipeline import GenerateOptions, describe_rivals, generate
 from autofunscript.script.funscript import Funscript, atomic_write_text, axis_path, read_funscript, write_funscript
 from autofunscript.script.stats import FAST_POS_PER_S, script_stats
 
@@ -198,6 +198,8 @@ def process_video(job: VideoJob, channel: WorkerChannel) -> VideoOutcome:
             outcome.status = WRITTEN
             outcome.frames, outcome.video_seconds = result.frames, result.seconds_of_video
             outcome.warnings += result.report.notes
+            if result.rivals:
+                outcome.warnings.append(describe_rivals(result.rivals))
             _describe_script(outcome, result.script)
     except _StopRequested:
         outcome.status = INTERRUPTED

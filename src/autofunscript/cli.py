@@ -179,6 +179,7 @@ def generate(video: Path, out: Path | None, force: bool, initial_position: float
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from autofunscript.pipeline import describe_rivals
     from autofunscript.pipeline import generate as run_generate
     from autofunscript.script.funscript import axis_path, write_funscript
 
@@ -218,30 +219,13 @@ def generate(video: Path, out: Path | None, force: bool, initial_position: float
     if result.report.speed_limited_segments:
         click.echo(f"speed limit: {result.report.notes[0]}")
     if result.rivals:
-        click.echo(f"warning: {_rivals_message(result.rivals)}", err=True)
+        click.echo(f"warning: {describe_rivals(result.rivals)}", err=True)
     if result.partial:
         click.echo("interrupted: wrote the part done so far (marked partial in notes; --force redoes it whole)",
                    err=True)
         return EXIT_INTERRUPTED
     return 0
 
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _rivals_message(rivals, shown: int = 3) -> str:
-    """Where another rhythmic motion kept apart from the tracked one, and the --poi that picks it."""
-    def xy(point: tuple[float, float]) -> str:
-        return f"{point[0]:.2f},{point[1]:.2f}"
-
-    spans = "; ".join(f"{_clock(r.start_s)}-{_clock(r.end_s)} tracked {xy(r.rival.tracked_xy)}, other "
-                      f"{xy(r.rival.other_xy)}" for r in rivals[:shown])
-    more = f"; {len(rivals) - shown} more" if len(rivals) > shown else ""
-    return (f"another motion with a rhythm of its own, apart from the tracked one ({spans}{more}; 0-1 fractions of "
-            f"the frame). If the script follows the wrong one, run again with --poi {xy(rivals[0].rival.other_xy)}")
 
 
 @cli.command()

@@ -92,6 +92,25 @@ class RivalSpan:
     rival: Rival
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def describe_rivals(rivals: list[RivalSpan], shown: int = 3) -> str:
+    """One line for the user: where another rhythmic motion kept apart from the tracked one, and the --poi
+    that picks it."""
+    def xy(point: tuple[float, float]) -> str:
+        return f"{point[0]:.2f},{point[1]:.2f}"
+
+    spans = "; ".join(f"{_clock(r.start_s)}-{_clock(r.end_s)} tracked {xy(r.rival.tracked_xy)}, other "
+                      f"{xy(r.rival.other_xy)}" for r in rivals[:shown])
+    more = f"; {len(rivals) - shown} more" if len(rivals) > shown else ""
+    return (f"another motion with a rhythm of its own, apart from the tracked one ({spans}{more}; 0-1 fractions of "
+            f"the frame). If the script follows the wrong one, run again with --poi {xy(rivals[0].rival.other_xy)}")
+
+
 @dataclass
 class DenseSignal:
     """Per-frame positions 0-100 (NaN where there was no usable motion) and extra axes."""
