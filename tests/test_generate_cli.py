@@ -227,9 +227,11 @@ def test_times_are_seconds_or_clock_readings(text, seconds):
     assert VIDEO_TIME.convert(text, None, None) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "1:", "1:60", "1:2:3:4", "1:-5", "ten", "nan", "1:30s"])
-def test_a_time_that_is_neither_is_refused(text):
-    with pytest.raises(click.BadParameter, match="is not a time"):
+@pytest.mark.parametrize("text, message", [(text, "is not a time") for text in
+                                           ["", "1:", "1:60", "1:2:3:4", "1:-5", "ten", "nan", "inf", "1:30s"]]
+                         + [(text, "must not be negative") for text in ["-1", "-0:30", "-1:30"]])
+def test_a_time_that_is_neither_is_refused(text, message):
+    with pytest.raises(click.BadParameter, match=message):
         VIDEO_TIME.convert(text, None, None)
 
 
@@ -254,8 +256,8 @@ def test_a_second_body_is_pointed_out_with_the_poi_that_picks_it(two_blocks, tmp
     assert run.code == 0 and "Traceback" not in run.err
     warning = run.err.strip()
     assert re.fullmatch(r"warning: another motion with a rhythm of its own, apart from the tracked one \(0:00-0:0[34] "
-                        r"tracked [0-9.]+,[0-9.]+, other [0-9.]+,[0-9.]+; 0-1 fractions of the frame\)\. If the script "
-                        r"follows the wrong one, run again with --poi [0-9.]+,[0-9.]+", warning), warning
+                        r"tracked [0-9.]+,[0-9.]+, other [0-9.]+,[0-9.]+; 0-1 fractions of the picture, one eye in VR\)\. "
+                        r"If the script follows the wrong one, run again with --poi [0-9.]+,[0-9.]+", warning), warning
     suggested = re.search(r"run again with --poi ([0-9.]+),([0-9.]+)$", warning)
     x, y = float(suggested[1]), float(suggested[2])
     tracked_a = sampled_correlation(read_funscript(out), a.truth()) > 0.9

@@ -22,8 +22,9 @@ from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import MotionSample
 from autofunscript.motion.keyframe import LOOSE_AGREEMENT, UNREGISTERED_AGREEMENT, moves_agreement
 from autofunscript.motion.segments import Windower
-from autofunscript.pipeline import (DenseSignal, GenerateOptions, _Assembler, _fill_gaps, generate, merge_spans,
-                                    track_motion)
+from autofunscript.motion.signal import Rival
+from autofunscript.pipeline import (DenseSignal, GenerateOptions, RivalSpan, _Assembler, _fill_gaps, describe_rivals,
+                                    generate, merge_spans, track_motion)
 from autofunscript.script.evaluate import evaluate
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.funscript import Funscript, read_funscript
@@ -508,6 +509,18 @@ def test_windows_with_context_assemble_every_frame_once_in_order():
     dense = assembler.result()
     assert np.array_equal(dense.times_s, times)
     assert np.allclose(dense.position, times)  # cross-fading a signal with itself leaves it unchanged
+
+
+def test_second_motions_are_told_as_stretches_with_a_poi_for_each_place():
+    left, right = (0.30, 0.50), (0.72, 0.48)
+    spans = [RivalSpan(0.0, 30.0, Rival(right, left)), RivalSpan(26.0, 56.0, Rival(right, (0.31, 0.52))),
+             RivalSpan(52.0, 82.0, Rival(left, right)), RivalSpan(200.0, 230.0, Rival(left, right))]
+    text = describe_rivals(spans)
+    # the first two windows saw the same two places: one stretch; the third is the swap; the last is apart in time
+    assert "(0:00-0:56 tracked 0.72,0.48, other 0.30,0.50; 0:52-1:22 tracked 0.30,0.50, other 0.72,0.48; " \
+           "3:20-3:50 tracked 0.30,0.50, other 0.72,0.48;" in text
+    assert text.endswith("run again with --poi 0.30,0.50 or --poi 0.72,0.48")
+    assert describe_rivals(spans[:1]).endswith("run again with --poi 0.30,0.50")
 
 
 def test_fill_gaps_holds_the_last_known_position():

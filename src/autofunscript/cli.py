@@ -6,13 +6,13 @@ Errors the user can fix are AutofunscriptError: printed as one line, exit 2. Ctr
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 from pathlib import Path
 import click
 
 from autofunscript import __version__
+from autofunscript.clock import format_clock, parse_clock
 from autofunscript.errors import AutofunscriptError
 
 EXIT_USER_ERROR = 2
@@ -56,19 +56,15 @@ class VideoTime(click.ParamType):
         if isinstance(value, (int, float)):
             return float(value)
         try:
-            numbers = [float(part) for part in value.strip().split(":")]
-        except ValueError:
-            numbers = []
-        if (not 1 <= len(numbers) <= 3 or not all(0 <= n < 60 for n in numbers[1:])
-                or any(math.isnan(n) for n in numbers)):
-            self.fail(f"{value!r} is not a time: give seconds (90) or H:MM:SS / M:SS (1:30)", param, ctx)
-        seconds = 0.0
-        for n in numbers:  # hours, minutes, seconds: each part counts 60 of the next
-            seconds = seconds * 60 + n
-        return seconds
+            return parse_clock(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 VIDEO_TIME = VideoTime()
+START_OPTION = click.option("--start", "start_s", default=0.0, type=VIDEO_TIME, metavar="T",
+                            help="Start time: seconds, or H:MM:SS / M:SS.")
+END_OPTION = click.option("--end", "end_s", type=VIDEO_TIME, metavar="T", help="End time: seconds, or H:MM:SS / M:SS.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,9 +126,8 @@ def _generate_options(func):
                      help="flow: the classical generator; model: the trained model (shipped weights)."),
         click.option("--poi", metavar="X,Y", help="Point of interest in pixels, or 0-1 fractions of the frame."),
         click.option("--poi-size", type=float, metavar="N", help="POI box size in pixels (default: frame height / 4)."),
-        click.option("--start", "start_s", default=0.0, type=VIDEO_TIME, metavar="T",
-                     help="Start time: seconds, or H:MM:SS / M:SS."),
-        click.option("--end", "end_s", type=VIDEO_TIME, metavar="T", help="End time: seconds, or H:MM:SS / M:SS."),
+        START_OPTION,
+        END_OPTION,
         click.option("--vr", type=click.Choice(["sbs", "ou"]), help="VR layout: analyse one eye."),
         click.option("--axes", default="", metavar="LIST", help="Extra axes to write as sibling files: sway,roll,surge."),
     ]
@@ -148,8 +143,6 @@ def _generate_settings(method: str, poi: str | None, poi_size: float | None, sta
     from autofunscript.pipeline import EXTRA_AXES, GenerateOptions, Poi
 
     settings = _post_settings(**post, default_smooth=0.0)
-    if start_s < 0:
-        raise click.BadParameter(f"--start must not be negative, got {start_s:g}")
     if end_s is not None and end_s <= start_s:
         raise click.BadParameter(f"--end {end_s:g} must be after --start {start_s:g}")
     if poi_size is not None and poi_size <= 0:
@@ -227,7 +220,6 @@ def generate(video: Path, out: Path | None, force: bool, initial_position: float
     return 0
 
 
-
 @cli.command()
 @click.argument("script_path", metavar="SCRIPT", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Output path (default: SCRIPT's stem + .tuned.funscript).")
@@ -250,12 +242,6 @@ def tune(script_path: Path, out: Path | None, force: bool, **post) -> None:
     tuned.metadata["notes"] = (notes + "; " if notes else "") + f"tuned by autofunscript {__version__} ({applied})"
     write_funscript(tuned, out, force=True)
     click.echo(f"{out}: {len(script)} -> {len(tuned)} actions" + (f"; {report.notes[0]}" if report.notes else ""))
-
-
-def _clock(seconds: float) -> str:
-    whole = int(round(seconds))
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 @cli.command()
@@ -292,7 +278,7 @@ def check(scripts: tuple[Path, ...]) -> int:
         for label, item in [(str(path), script), *((f"{path} [{axis}]", s) for axis, s in script.axes.items())]:
             stats = script_stats(item)
             gaps = f"{stats.gaps}, longest {stats.longest_gap_s:.0f}s" if stats.gaps else "-"
-            table.add_row(escape(label), str(stats.actions), _clock(stats.duration_s), str(stats.strokes),
+            table.add_row(escape(label), str(stats.actions), format_clock(stats.duration_s), str(stats.strokes),
                           f"{stats.mean_speed:.0f}", f"{stats.max_speed:.0f}", f"{stats.fast_share:.0%}",
                           f"{stats.slow_share:.0%}", gaps)
     if table.row_count:
@@ -429,8 +415,8 @@ def batch(paths: tuple[Path, ...], recursive: bool, workers: int | None, engine:
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("--method", type=click.Choice(["flow", "model"]), default="flow", show_default=True)
-@click.option("--start", "start_s", default=0.0, type=VIDEO_TIME, metavar="T", help="Start time: seconds, or H:MM:SS / M:SS.")
-@click.option("--end", "end_s", type=VIDEO_TIME, metavar="T", help="End time: seconds, or H:MM:SS / M:SS.")
+@START_OPTION
+@END_OPTION
 @click.option("--predict", is_flag=True, help="Predict from the start (as if p was pressed).")
 @click.option("--hold", is_flag=True, help="Start on hold at the first frame.")
 @click.option("--replay-poi", type=click.Path(path_type=Path), metavar="FILE",

@@ -24,6 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from autofunscript import __version__
+from autofunscript.clock import format_clock
 from autofunscript.errors import AutofunscriptError
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.keyframe import (JUMPY_SHARE, MIN_VISIBLE_SHARE, BandTrack, CameraPaths, better_direction,
@@ -85,30 +86,44 @@ class GenerateOptions:
 
 @dataclass(frozen=True)
 class RivalSpan:
-    """A stretch of the video (a window's own frames) where a second body moved beside the tracked one."""
+    """A stretch of the video (one analysis window, with the seconds it shares with the next) where another
+    rhythmic motion kept apart from the tracked one."""
 
     start_s: float
     end_s: float
     rival: Rival
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+SAME_PLACE = 0.1  # centres closer than this (in 0-1 fractions of the picture) are one place
 
 
 def describe_rivals(rivals: list[RivalSpan], shown: int = 3) -> str:
-    """One line for the user: where another rhythmic motion kept apart from the tracked one, and the --poi
-    that picks it."""
+    """One line for the user: where another rhythmic motion kept apart from the tracked one, and the --poi that
+    picks each place it was seen (both bodies, where the automatic choice went one way and then the other)."""
+    def near(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return math.dist(a, b) < SAME_PLACE
+
     def xy(point: tuple[float, float]) -> str:
         return f"{point[0]:.2f},{point[1]:.2f}"
 
-    spans = "; ".join(f"{_clock(r.start_s)}-{_clock(r.end_s)} tracked {xy(r.rival.tracked_xy)}, other "
-                      f"{xy(r.rival.other_xy)}" for r in rivals[:shown])
-    more = f"; {len(rivals) - shown} more" if len(rivals) > shown else ""
-    return (f"another motion with a rhythm of its own, apart from the tracked one ({spans}{more}; 0-1 fractions of "
-            f"the frame). If the script follows the wrong one, run again with --poi {xy(rivals[0].rival.other_xy)}")
+    merged: list[RivalSpan] = []  # consecutive windows that saw the same two places, as one stretch
+    for span in rivals:
+        last = merged[-1] if merged else None
+        if (last is not None and span.start_s <= last.end_s and near(span.rival.tracked_xy, last.rival.tracked_xy)
+                and near(span.rival.other_xy, last.rival.other_xy)):
+            merged[-1] = RivalSpan(last.start_s, span.end_s, last.rival)
+        else:
+            merged.append(span)
+    places: list[tuple[float, float]] = []
+    for span in merged:
+        if not any(near(span.rival.other_xy, place) for place in places):
+            places.append(span.rival.other_xy)
+    stretches = "; ".join(f"{format_clock(m.start_s)}-{format_clock(m.end_s)} tracked {xy(m.rival.tracked_xy)}, "
+                          f"other {xy(m.rival.other_xy)}" for m in merged[:shown])
+    more = f"; {len(merged) - shown} more" if len(merged) > shown else ""
+    options = " or ".join(f"--poi {xy(place)}" for place in places[:shown])
+    return (f"another motion with a rhythm of its own, apart from the tracked one ({stretches}{more}; 0-1 fractions "
+            f"of the picture, one eye in VR). If the script follows the wrong one, run again with {options}")
 
 
 @dataclass
@@ -150,10 +165,11 @@ def _poi_mask_for(poi: Poi, frame_w: int, frame_h: int, source_w: int, source_h:
     return (inside_y[:, None] & inside_x[None, :]).astype(float)
 
 
-def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None
+def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None, find_rival: bool = False
                   ) -> tuple[np.ndarray | None, WindowSignal]:
     """The flow generator's position along the stroke axis for one window, fitted to the output range
-    (None when the window is still), and the window's motion analysis."""
+    (None when the window is still), and the window's motion analysis; with `find_rival`, and no point of
+    interest, that analysis also says where a second body moved (WindowSignal.rival)."""
     fps = frame_rate(window.times_s)
     grids = window.grids.astype(np.float32)
     if window.cameras is not None:
@@ -170,7 +186,7 @@ def flow_position(window: Window, options: GenerateOptions, roi_mask: np.ndarray
                 ws, grids = damped, damped_grids
     if ws.energy < STILL_ENERGY:
         return None, ws
-    if roi_mask is None:  # with a point of interest the user has said which body is meant
+    if find_rival and roi_mask is None:  # with a point of interest the user has said which body is meant
         ws = replace(ws, rival=rival_motion(grids, ws, fps, options.drift_cutoff_hz, STILL_ENERGY))
     position = ws.position
     if window.images is not None:
@@ -235,9 +251,9 @@ def fit_range(position: np.ndarray, fps: float, options: GenerateOptions, depth_
     return stroke_normalise(position, *options.post.range, max(2, round(horizon_s * fps)))
 
 
-def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None
-                      ) -> tuple[np.ndarray, dict, Rival | None]:
-    position, ws = flow_position(window, options, roi_mask)
+def _window_positions(window: Window, options: GenerateOptions, roi_mask: np.ndarray | None,
+                      find_rival: bool = False) -> tuple[np.ndarray, dict, Rival | None]:
+    position, ws = flow_position(window, options, roi_mask, find_rival)
     if position is None:
         nan = np.full(window.times_s.size, np.nan)
         return nan, {name: nan for name in EXTRA_AXES}, None
@@ -359,6 +375,11 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
         end_s = min(options.end_s, info.duration_s) if options.end_s else info.duration_s
         total = max(end_s - options.start_s, 1e-6)
         roi_mask = None
+
+        def analyse(window: Window) -> None:
+            future = analysis.submit(_window_positions, window, options, roi_mask, find_rival=True)
+            span.pending.append((window, future))
+
         try:
             for frame in stream.frames(start_s=options.start_s, end_s=options.end_s,
                                        width=options.analysis_width, eye=options.vr, deblock=False):
@@ -368,7 +389,7 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
                 sample = tracker.update(frame.image, frame.time_s)
                 frames += 1
                 for window in windower.push(sample, frame.image):
-                    span.pending.append((window, analysis.submit(_window_positions, window, options, roi_mask)))
+                    analyse(window)
                 span.collect(keep=1)
                 if progress is not None:
                     progress(frame.time_s - options.start_s, total)
@@ -376,7 +397,7 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
                     interrupted = True
                     break
             for window in windower.flush():
-                span.pending.append((window, analysis.submit(_window_positions, window, options, roi_mask)))
+                analyse(window)
             span.collect()
         finally:
             for _, future in span.pending:  # an error or a second Ctrl+C: queued analyses are not wanted any more

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from autofunscript import __version__
+from autofunscript.clock import format_clock
 from autofunscript.errors import AutofunscriptError
 from autofunscript.pipeline import GenerateOptions, LivePreview, LiveTracker, Poi
 from autofunscript.script.funscript import Funscript, atomic_write_text, write_funscript
@@ -305,7 +306,7 @@ class _Session:
         self.at_end = False
         self.advance()
         if self.frame is not None and self.window_shown:
-            self.echo(f"seek to {_clock(self.frame.time_s)}")
+            self.echo(f"seek to {format_clock(self.frame.time_s, tenths=True)}")
 
     def advance(self) -> None:
         assert self.frames is not None
@@ -351,7 +352,7 @@ class _Session:
         self.tracker.set_region("poi", self.poi)
         time_s = self.frame.time_s if self.frame else self.start_s
         self.poi_log.append(PoiEntry(time_s, x, y, size))
-        self.echo(f"POI at {x:.0f},{y:.0f} (box {size:.0f} px) from {_clock(time_s)}")
+        self.echo(f"POI at {x:.0f},{y:.0f} (box {size:.0f} px) from {format_clock(time_s, tenths=True)}")
         self.previews.pop("poi", None)
         self._preview_at = 0.0
         self.dirty = True
@@ -470,7 +471,8 @@ class _Session:
         filled = int(np.clip(fraction, 0, 1) * (width - 1))
         canvas[4 : SEEK_BAR_H - 4, :filled] = SEEK_COLOUR
         canvas[:SEEK_BAR_H, filled : filled + 2] = (255, 255, 255)
-        _text(canvas, f"{_clock(self.frame.time_s)} / {_clock(self.end_s)}", (6, 17))
+        now, end = format_clock(self.frame.time_s, tenths=True), format_clock(self.end_s, tenths=True)
+        _text(canvas, f"{now} / {end}", (6, 17))
         flags = [f"{self.fps:.0f} fps", f"delay {self.delay_ms} ms"]
         flags += [f"PREDICTING ({self.options.method})" if self.predicting else "p: predict"]
         flags += ["HOLD" if not self.playing else "", "END" if self.at_end else "", "? help"]
@@ -572,7 +574,7 @@ class _Session:
         """The window title carries the state and the time in whole seconds (changing at most once a second),
         so both show in task bars and scripts can watch them."""
         state = "at the end" if self.at_end else "playing" if self.playing else "holding"
-        clock = _clock(self.frame.time_s if self.frame else self.start_s, tenths=False)
+        clock = format_clock(self.frame.time_s if self.frame else self.start_s)
         return f"autofunscript view - {self.video.name} - {clock} {state}{', predicting' if self.predicting else ''}"
 
     def take_input(self, key: int) -> None:
@@ -635,15 +637,6 @@ class _Session:
             else:
                 wait = 30
             self.take_input(cv2.waitKey(wait))
-
-
-def _clock(seconds: float, tenths: bool = True) -> str:
-    """m:ss.s or h:mm:ss.s (without tenths: the whole seconds, m:ss or h:mm:ss)."""
-    seconds = round(max(seconds, 0.0), 1) if tenths else math.floor(max(seconds, 0.0))  # 59.96 is 1:00.0
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    secs_text = f"{secs:04.1f}" if tenths else f"{int(secs):02d}"
-    return f"{hours}:{minutes:02d}:{secs_text}" if hours else f"{minutes}:{secs_text}"
 
 
 def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int] = (255, 255, 255),

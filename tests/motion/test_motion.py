@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
+from autofunscript.motion import signal as signal_module
 from autofunscript.motion.segments import CutDetector, Windower
 from autofunscript.motion.signal import (WindowSignal, _rapid_rhythm, along_the_path, analyse_window, periodicity,
                                          rival_motion, stroke_period)
@@ -131,7 +132,17 @@ def test_a_second_body_beside_the_tracked_one_is_reported_with_both_centres():
     assert rival is not None
     assert rival.tracked_xy == pytest.approx((9.5 / 32, 7 / 18), abs=0.04)
     assert rival.other_xy == pytest.approx((23.5 / 32, 8 / 18), abs=0.04)
-    assert 0.05 < rival.share < 0.5
+
+
+def test_a_motion_without_rhythm_apart_from_the_tracked_one_is_no_rival(monkeypatch):
+    # a patch that jitters in place (flicker, compression noise on texture): moves every frame, goes nowhere
+    grids = _two_motions(slice(22, 25), second_gain=0.0)
+    jitter = np.diff(np.random.default_rng(8).normal(0, 0.5, grids.shape[0] + 1))
+    grids[:, 6:10, 22:25, 1] += jitter[:, None, None].astype(np.float32)
+    ws = analyse_window(grids, FPS)
+    assert rival_motion(grids, ws, FPS, 0.02, min_energy=0.02) is None
+    monkeypatch.setattr(signal_module, "RIVAL_PERIODICITY", 0.0)  # what the rhythm test alone keeps out
+    assert rival_motion(grids, ws, FPS, 0.02, min_energy=0.02) is not None
 
 
 @pytest.mark.parametrize("second_cols, second_rows, gain", [

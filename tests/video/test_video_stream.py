@@ -343,19 +343,23 @@ def test_damaged_middle_is_skipped_with_one_warning(tmp_path: Path, caplog: pyte
     assert len(warnings) == 1 and "damaged.mp4: skipped" in warnings[0]
 
 
-@pytest.mark.parametrize("kept", [0.6, 0.8])
+@pytest.mark.parametrize("kept, vfr", [(0.6, False), (0.8, False), (0.8, True)])
 def test_truncated_file_yields_the_frames_before_the_cut(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                        kept: float) -> None:
+                                                        kept: float, vfr: bool) -> None:
     # the index at the front (as for streaming) survives the cut, so the file still opens; cut late, the last
-    # packets left in the file look like the end of a whole, shorter video
-    path = write_video(tmp_path / "cut.mp4", noise_frames(60), container_options={"movflags": "faststart"})
+    # packets left in the file look like the end of a whole, shorter video (and of a faster one, where the rate
+    # varies and is worked out from the first and last frames' times)
+    times_s = [(round(i * 1000 / 30) + (4 if i % 3 == 1 else 0)) / 1000 if vfr else i / 30 for i in range(60)]
+    timing = {"pts": [round(t * 1000) for t in times_s], "time_base": Fraction(1, 1000)} if vfr else {}
+    path = write_video(tmp_path / "cut.mp4", noise_frames(60), container_options={"movflags": "faststart"}, **timing)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * kept)])
     with caplog.at_level(logging.WARNING, logger="autofunscript"), open_video(path) as video:
-        assert video.info.duration_s == pytest.approx(2.0)
+        assert video.info.fps == pytest.approx(30, abs=0.3)
+        assert video.info.duration_s == pytest.approx(2.0, abs=0.02)
         frames = list(video.frames())
     assert 15 <= len(frames) < 60
-    assert [f.time_s for f in frames] == pytest.approx([i / 30 for i in range(len(frames))])
+    assert [f.time_s for f in frames] == pytest.approx(times_s[: len(frames)])
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "cut.mp4: decoding stopped at" in warnings[0] and "truncated" in warnings[0]
 

@@ -47,11 +47,10 @@ RIVAL_PERIODICITY = 0.5  # and it has a rhythm (the suite's second bodies 0.64-0
 @dataclass(frozen=True)
 class Rival:
     """A second body moving in a rhythm beside the tracked motion: the automatic choice between the two may
-    be the wrong one. Centres as 0-1 fractions of the analysed frame (one eye in VR), as --poi takes them."""
+    be the wrong one. Centres as 0-1 fractions of the analysed picture (one eye in VR), as --poi takes them."""
 
     tracked_xy: tuple[float, float]
     other_xy: tuple[float, float]
-    share: float  # the other's motion energy over the tracked one's
 
 
 @dataclass(frozen=True)
@@ -301,16 +300,15 @@ def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff
     return _highpass(np.cumsum(series), fps, drift_cutoff_hz)
 
 
-def _roi_cells(roi_weight: np.ndarray) -> np.ndarray:
-    """(n, 2) centres (x, y) of the cells that carry an ROI, in cells."""
-    rows, cols = np.nonzero(roi_weight > 0.2)
-    return np.stack([cols + 0.5, rows + 0.5], axis=1)
+def _roi_cells(roi_weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 2) centres (x, y) of an ROI's cells, in cells, and their weights."""
+    rows, cols = np.nonzero(roi_weight)
+    return np.stack([cols + 0.5, rows + 0.5], axis=1), roi_weight[rows, cols]
 
 
 def _centre_fraction(roi_weight: np.ndarray) -> tuple[float, float]:
-    rows, cols = np.nonzero(roi_weight > 0.2)
-    weight = roi_weight[rows, cols]
-    x, y = ((cols + 0.5) @ weight, (rows + 0.5) @ weight) / weight.sum()
+    centres, weight = _roi_cells(roi_weight)
+    x, y = weight @ centres / weight.sum()
     return float(x / roi_weight.shape[1]), float(y / roi_weight.shape[0])
 
 
@@ -318,19 +316,19 @@ def rival_motion(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff_h
                  min_energy: float) -> Rival | None:
     """The strongest rhythmic motion of the window away from the tracked one, where it is another body.
 
-    The search runs again with the tracked ROI and the cells around it left out. What it finds next to the
-    ROI along the stroke is usually the same body (its other end, where the ROI stopped short); what keeps
-    RIVAL_GAP_CELLS away across the stroke is a second body, e.g. a second person, which the subject is
-    chosen from only by motion energy and rhythm.
+    The search runs again with the tracked ROI and two cells around it left out (cells next to an ROI often
+    still carry a little of its motion). What it finds next to the ROI along the stroke is usually the same
+    body (its other end, where the ROI stopped short); what keeps RIVAL_GAP_CELLS away across the stroke is a
+    second body, e.g. a second person, which the subject is chosen from only by motion energy and rhythm.
+    `ws` is a moving window's analysis (energy at least `min_energy`, so its ROI has cells).
     """
-    taken = binary_dilation(ws.roi_weight > 0.05, iterations=2)
+    taken = binary_dilation(ws.roi_weight > 0, iterations=2)
     other = analyse_window(grids, fps, drift_cutoff_hz, roi_mask=(~taken).astype(float))
-    if other.energy < min_energy or other.periodicity < RIVAL_PERIODICITY or not (other.roi_weight > 0.2).any():
+    if other.energy < min_energy or other.periodicity < RIVAL_PERIODICITY:
         return None
     across = np.array([-ws.axis[1], ws.axis[0]])
-    tracked, found = _roi_cells(ws.roi_weight) @ across, _roi_cells(other.roi_weight) @ across
+    tracked, found = _roi_cells(ws.roi_weight)[0] @ across, _roi_cells(other.roi_weight)[0] @ across
     gap = max(found.min() - tracked.max(), tracked.min() - found.max())
     if gap < RIVAL_GAP_CELLS:
         return None
-    return Rival(_centre_fraction(ws.roi_weight), _centre_fraction(other.roi_weight),
-                 other.energy / ws.energy if ws.energy > 0 else float("inf"))
+    return Rival(_centre_fraction(ws.roi_weight), _centre_fraction(other.roi_weight))

@@ -261,13 +261,15 @@ class _Decoder:
         dts = self.sample_dts
         fps = _constant_rate(dts, self.time_base) if dts is not None else None
         last_time_s = self._last_frame_time_s()
+        if last_time_s is not None and self._indexed_past_file_end():
+            last_time_s = None  # the packets left in the file stop early: only the index knows the video's length
         if fps is None:
             if dts is not None and last_time_s is not None and last_time_s > first_time_s:
                 fps = (len(dts) - 1) / (last_time_s - first_time_s)
             else:
                 fps = next((float(rate) for rate in (self.stream.average_rate, self.stream.guessed_rate)
                             if rate and 0 < float(rate) < 1000), 25.0)
-        if last_time_s is not None and not self._indexed_past_file_end():
+        if last_time_s is not None:
             duration_s = last_time_s + 1 / fps
         elif dts is not None:
             duration_s = first_time_s + len(dts) / fps
@@ -282,7 +284,7 @@ class _Decoder:
     def _indexed_past_file_end(self) -> bool:
         """Whether the index places the last frame's data beyond the end of the file: the file was cut short
         after its index was written (in front, as for streaming), so the last packets in it are not the video's
-        end, and the index's promise is what decoding is checked against."""
+        end (nor do they give its frame rate), and the index's promise is what decoding is checked against."""
         entries = self.stream.index_entries if self.sample_dts is not None else None
         return bool(entries) and entries[-1].pos + entries[-1].size > self.path.stat().st_size
 
