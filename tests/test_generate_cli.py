@@ -249,10 +249,11 @@ def test_poi_as_fractions_picks_the_block_there(two_blocks, tmp_path):
     assert sampled_correlation(script, a.truth()) < 0.5
 
 
-def test_a_second_body_is_pointed_out_with_the_poi_that_picks_it(two_blocks, tmp_path):
+@pytest.mark.parametrize("method", ["flow", "model"])
+def test_a_second_body_is_pointed_out_with_the_poi_that_picks_it(two_blocks, tmp_path, method):
     path, a, b = two_blocks
     out = tmp_path / "auto.funscript"
-    run = run_cli("generate", path, "--out", out)
+    run = run_cli("generate", path, "--out", out, "--method", method)
     assert run.code == 0 and "Traceback" not in run.err
     warning = run.err.strip()
     assert re.fullmatch(r"warning: another motion with a rhythm of its own, apart from the tracked one \(0:00-0:0[34] "
@@ -262,7 +263,7 @@ def test_a_second_body_is_pointed_out_with_the_poi_that_picks_it(two_blocks, tmp
     x, y = float(suggested[1]), float(suggested[2])
     tracked_a = sampled_correlation(read_funscript(out), a.truth()) > 0.9
     assert x == pytest.approx(0.75 if tracked_a else 0.25, abs=0.05) and y == pytest.approx(0.5, abs=0.15)
-    other = generated(tmp_path, path, "--poi", f"{x},{y}", name="other.funscript")
+    other = generated(tmp_path, path, "--poi", f"{x},{y}", "--method", method, name="other.funscript")
     assert sampled_correlation(other, (b if tracked_a else a).truth()) > 0.9
 
 

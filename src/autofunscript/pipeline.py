@@ -665,7 +665,7 @@ class LiveTracker:
     def _positions(self, window: Window, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict, Rival | None]:
         """A window's analysis, as generate does it with the options' method."""
         if self._model is not None:
-            return *self._model.positions(window, self.options, roi_mask), None
+            return self._model.positions(window, self.options, roi_mask)
         return _window_positions(window, self.options, roi_mask)
 
     def _submit(self, region: _LiveRegion, span: _Span, window: Window) -> None:
@@ -709,7 +709,8 @@ class _LiveModel:
         # the windows of the model's tracking pass (model/tracking.py), with frames for the flow blend
         return Windower(keep_images=True)
 
-    def positions(self, window: Window, options: GenerateOptions, roi_mask: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    def positions(self, window: Window, options: GenerateOptions, roi_mask: np.ndarray | None
+                  ) -> tuple[np.ndarray, dict, Rival | None]:
         from autofunscript.model.features import window_features
         from autofunscript.model.infer import window_positions
 

@@ -25,6 +25,7 @@ from autofunscript.model.features import FEATURE_RATE, WindowFeatures, model_inp
 from autofunscript.model.router import HEADS, route
 from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
 from autofunscript.motion.segments import Window, frame_rate
+from autofunscript.motion.signal import Rival
 
 log = logging.getLogger("autofunscript")
 
@@ -221,7 +222,7 @@ def predict_windows(windows: Iterable[tuple[Window, WindowFeatures]], runner: Mo
         try:
             for window, features in windows:
                 span.pending.append((window, worker.submit(window_positions, window, features, runner, options,
-                                                           hint, stats)))
+                                                           hint, stats, find_rival=True)))
                 hint = None
                 span.collect(keep=1)
             span.collect()
@@ -232,9 +233,10 @@ def predict_windows(windows: Iterable[tuple[Window, WindowFeatures]], runner: Mo
 
 
 def window_positions(window: Window, features: WindowFeatures, runner: ModelRunner, options,
-                     hint: float | None = None, stats: InferenceStats | None = None
-                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """One window's per-frame positions, normalised to the output range, and its extra axes (0-100).
+                     hint: float | None = None, stats: InferenceStats | None = None, find_rival: bool = False
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray], Rival | None]:
+    """One window's per-frame positions, normalised to the output range, its extra axes (0-100), and with
+    `find_rival` a second body beside the flow generator's choice (see flow_position; blending models only).
 
     `options` is a pipeline.GenerateOptions. Extra axes come from the classical analysis of the window; a
     still window (by the flow generator's own test) is all NaN, so the last position is held through it.
@@ -246,19 +248,21 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
     axes = tuple(a for a in options.axes if a in EXTRA_AXES)
     if features.classic.energy < STILL_ENERGY:
         nan = np.full(window.times_s.size, np.nan)
-        return nan, {name: nan for name in axes}
+        return nan, {name: nan for name in axes}, None
     prediction = runner.predict(features.values, hint, stats)
     position = grid_to_frames(features, runner.positions(prediction))
     moving = ~np.isnan(position)
+    rival = None
     if moving.any():
         fps = frame_rate(window.times_s, FEATURE_RATE)
         position[moving] = fit_range(position[moving], fps, options, integrated=False)
         if runner.flow_blend and window.images is not None:
-            flow, _ = flow_position(window, options, features.roi_mask)
+            flow, flow_analysis = flow_position(window, options, features.roi_mask, find_rival)
+            rival = flow_analysis.rival
             if flow is not None:
                 position[moving] = blend_with_flow(position[moving], flow[moving], fps)
     extra = {name: robust_normalise(features.classic.extra[name], 0, 100) for name in axes}
-    return position, extra
+    return position, extra, rival
 
 
 def _rolling_correlation(a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:
