@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion import signal as signal_module
+from autofunscript.motion.flow import FlowTracker, MotionSample, remove_camera_leakage
 from autofunscript.motion.segments import CutDetector, Windower
 from autofunscript.motion.signal import (WindowSignal, _rapid_rhythm, along_the_path, analyse_window, periodicity,
                                          rival_motion, stroke_period)
