@@ -6,6 +6,7 @@ textured background, so optical flow has something to grip, and its position per
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 from dataclasses import dataclass, replace
@@ -248,6 +249,25 @@ def test_ctrl_c_keeps_what_was_tracked_marked_partial(clip):
     assert f"partial: interrupted at {clip.times_s[59]:.1f} s" in partial.script.metadata["notes"]
     assert partial.script.at[-1] <= round(clip.times_s[59] * 1000)
     assert sampled_correlation(partial.script, clip.truth()) > 0.5  # the strokes so far (accuracy: tested above)
+
+
+def test_ctrl_c_after_the_last_frame_is_acknowledged_and_the_script_is_whole(clip, monkeypatch, caplog):
+    """Ctrl+C while the last windows are analysed: nothing is left to stop, which is said rather than ignored."""
+    whole = generate(clip.path, GenerateOptions())
+
+    real_track_motion = pipeline.track_motion
+
+    def track_then_ctrl_c(*args, **kwargs):
+        tracked = real_track_motion(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return tracked
+
+    monkeypatch.setattr(pipeline, "track_motion", track_then_ctrl_c)
+    with caplog.at_level(logging.WARNING, logger="autofunscript"):
+        late = generate(clip.path, GenerateOptions())
+    assert not late.partial and np.array_equal(late.script.at, whole.script.at)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Ctrl+C came after the whole video was read: writing the complete script"]
 
 
 def test_second_ctrl_c_interrupts_at_once_and_the_handler_is_restored(clip):

@@ -437,6 +437,10 @@ class _StopRequest:
             log.warning("stopping: analysing and writing the part read so far (Ctrl+C again to quit without it)")
         return self._event.is_set()
 
+    def unheard(self) -> bool:
+        """Set, but after the last frame was read: tracking had nothing left to stop."""
+        return self._event.is_set() and not self._announced
+
 
 @contextmanager
 def _ctrl_c_stops_tracking() -> Iterator[_StopRequest]:
@@ -479,6 +483,8 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
                                                                 initial_position=options.initial_position)
         else:
             dense, cuts, frames, interrupted = track_motion(path, options, progress, should_stop=stop)
+    if stop.unheard():  # otherwise the wait for the last windows' analysis looks as if Ctrl+C went unnoticed
+        log.warning("Ctrl+C came after the whole video was read: writing the complete script")
     nothing_tracked = frames < 2 or bool(np.isnan(dense.position).all())
     if nothing_tracked and interrupted:
         raise KeyboardInterrupt  # stopped before any motion was tracked: nothing to keep, not a bad video
