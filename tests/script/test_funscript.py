@@ -147,6 +147,17 @@ def test_v11_axes_array_is_written_as_sibling_files(tmp_path):
     assert again.axes["roll"].at.tolist() == [0, 700]
 
 
+@pytest.mark.parametrize("text, message", [
+    ('{"actions": [{"at": 0, "pos": 10},\n  {"at": 100, ', r"JSON cut off at line 2 \(the file ends too early\)"),
+    ('{"actions": [{"at": 0 "pos": 10}]}', r"malformed JSON \(Expecting ',' delimiter at line 1 column 23\)"),
+], ids=["cut off", "malformed"])
+def test_a_broken_file_says_whether_it_was_cut_off_or_malformed(tmp_path, text, message):
+    path = tmp_path / "broken.funscript"
+    path.write_text(text)
+    with pytest.raises(Exception, match=r"broken\.funscript: " + message):
+        read_funscript(path)
+
+
 def test_refuses_to_overwrite_any_target_without_force(tmp_path):
     script = Funscript(at=[0, 100], pos=[0, 100], axes={"roll": Funscript(at=[0], pos=[50])})
     (tmp_path / "s.roll.funscript").write_text("keep")

@@ -212,6 +212,8 @@ def read_funscript(path: str | os.PathLike[str], siblings: bool = False) -> Funs
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
+        if not text[exc.pos :].strip():  # the parser wanted more: the file stops mid-way (a cut-off download or copy)
+            raise ScriptFormatError(f"{path}: JSON cut off at line {exc.lineno} (the file ends too early)") from None
         raise ScriptFormatError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise ScriptFormatError(f"{path}: JSON nested too deeply") from None
