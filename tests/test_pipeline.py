@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -563,3 +565,16 @@ def test_dense_signal_without_motion_is_refused():
     dense = DenseSignal(np.arange(10) / 30, np.full(10, np.nan), {})
     with pytest.raises(AutofunscriptError, match="no motion found"):
         dense_to_script(dense, PostSettings())
+
+
+def test_generate_starts_without_importing_scipy():
+    """SciPy's import (0.9 s) is left to preload_scipy, beside the decoder: a top-level SciPy import in a module
+    the CLI's generate loads would put it back in front of the first frame."""
+    code = ("import sys, autofunscript.cli, autofunscript.pipeline as p\n"
+            "names = ('scipy.signal', 'scipy.ndimage', 'scipy.optimize')\n"
+            "scipy = lambda: sorted(m for m in sys.modules if m in names)\n"
+            "print(scipy())\n"
+            "p.preload_scipy().join()\n"
+            "print(scipy())\n")
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert loaded.splitlines() == ["[]", "['scipy.ndimage', 'scipy.optimize', 'scipy.signal']"]

@@ -21,7 +21,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from scipy.ndimage import gaussian_filter1d, median_filter
+
+# SciPy is imported inside the functions that use it, to keep its 0.9 s import off the start of a run:
+# see pipeline.preload_scipy.
 
 from autofunscript.motion.segments import crossfade
 from autofunscript.motion.signal import orient_axis
@@ -580,6 +582,8 @@ def mend_from_flow(band: np.ndarray, flow: np.ndarray, half: int = 3, k: float =
 
 def _jumps(x: np.ndarray) -> np.ndarray:
     """Which frame-to-frame moves jump (see jump_share)."""
+    from scipy.ndimage import median_filter
+
     moves = np.abs(np.diff(x))
     around = median_filter(moves, size=2 * JUMP_CONTEXT + 1, mode="nearest")
     return (moves > np.ptp(x) / 3) & (moves > JUMP_RATIO * around)
@@ -618,6 +622,8 @@ def jump_share(x: np.ndarray) -> float:
 
 def moves_agreement(band: np.ndarray, flow: np.ndarray, sigma_frames: float = 1.5) -> float:
     """Correlation of the band's and the flow's frame-to-frame moves, both lightly smoothed (1 = same moves)."""
+    from scipy.ndimage import gaussian_filter1d
+
     a = np.diff(gaussian_filter1d(np.asarray(band, float), sigma_frames))
     b = np.diff(gaussian_filter1d(np.asarray(flow, float), sigma_frames))
     if a.size < 3 or not a.std() or not b.std():

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal as sps
-from scipy.ndimage import binary_dilation, shift, uniform_filter1d
+
+# SciPy is imported inside the functions that use it, to keep its 0.9 s import off the start of a run:
+# see pipeline.preload_scipy.
 
 MAX_ACTIVE_CELLS = 96
 COMPONENTS = 3
@@ -70,6 +71,8 @@ def _highpass(x: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
     """Zero-phase high-pass that removes integration drift; linear detrend when the window is short."""
     if x.size < 16 or cutoff_hz <= 0:
         return x - x.mean()
+    from scipy import signal as sps
+
     x = sps.detrend(x, type="linear")
     sos = sps.butter(2, cutoff_hz, btype="highpass", fs=fps, output="sos")
     pad = min(x.size - 1, int(3 * fps / cutoff_hz))
@@ -129,6 +132,8 @@ def orient_axis(axis: np.ndarray) -> np.ndarray:
 
 def _without_slow_motion(cells: np.ndarray, fps: float) -> np.ndarray:
     """(T, ...) velocities minus their moving average over SLOW_MOTION_S."""
+    from scipy.ndimage import uniform_filter1d
+
     return cells - uniform_filter1d(cells, max(3, round(SLOW_MOTION_S * fps)), axis=0, mode="nearest")
 
 
@@ -273,6 +278,8 @@ def along_the_path(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff
     added cell moves with the sign of the ROI cell it continues; none is added outside `roi_mask` (a user's
     point of interest).
     """
+    from scipy.ndimage import shift
+
     axis = np.asarray(ws.axis, float)
     along = grids.astype(np.float64) @ axis  # (T, rows, cols)
     roi = ws.roi_weight > 0
@@ -322,6 +329,8 @@ def rival_motion(grids: np.ndarray, ws: WindowSignal, fps: float, drift_cutoff_h
     second body, e.g. a second person, which the subject is chosen from only by motion energy and rhythm.
     `ws` is a moving window's analysis (energy at least `min_energy`, so its ROI has cells).
     """
+    from scipy.ndimage import binary_dilation
+
     taken = binary_dilation(ws.roi_weight > 0, iterations=2)
     other = analyse_window(grids, fps, drift_cutoff_hz, roi_mask=(~taken).astype(float))
     if other.energy < min_energy or other.periodicity < RIVAL_PERIODICITY:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, percentile_filter, uniform_filter1d
-from scipy.optimize import isotonic_regression
+
+# SciPy is imported inside the functions that use it, to keep its 0.9 s import off the start of a run:
+# see pipeline.preload_scipy.
 
 from autofunscript.script.extrema import Reversals, find_reversals, turn_centres
 
@@ -62,6 +63,8 @@ def smooth(times_ms: np.ndarray, pos: np.ndarray, sigma_ms: float) -> np.ndarray
     """Gaussian smoothing with sigma in ms, on a signal sampled at (near) uniform times."""
     if sigma_ms <= 0 or pos.size < 3:
         return pos.astype(float)
+    from scipy.ndimage import gaussian_filter1d
+
     step = float(np.median(np.diff(times_ms)))
     return gaussian_filter1d(pos.astype(float), sigma=max(sigma_ms / step, 1e-3), mode="nearest")
 
@@ -89,6 +92,8 @@ def local_normalise(pos: np.ndarray, lo: float, hi: float, horizon: int, percent
     pos = np.asarray(pos, float)
     if pos.size < 10 or horizon < 2:
         return robust_normalise(pos, lo, hi)
+    from scipy.ndimage import percentile_filter, uniform_filter1d
+
     size = 2 * horizon + 1
     top = uniform_filter1d(percentile_filter(pos, percentile, size=size, mode="nearest"), horizon, mode="nearest")
     bottom = uniform_filter1d(percentile_filter(pos, 100 - percentile, size=size, mode="nearest"), horizon,
@@ -208,6 +213,8 @@ def monotone_between(pos: np.ndarray, anchors: list[int]) -> np.ndarray:
     a turn), so the reversals keep their values; the clip's first and last samples, which are no turns, can
     move by less than the minimum swing.
     """
+    from scipy.optimize import isotonic_regression
+
     out = np.asarray(pos, float).copy()
     for a, b in zip(anchors[:-1], anchors[1:]):
         if b - a >= 2:
