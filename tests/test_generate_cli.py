@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import os
 import pty
 import re
@@ -35,7 +34,7 @@ from autofunscript.script.evaluate import evaluate
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.funscript import Funscript, read_funscript
 from autofunscript.script.postprocess import speeds
-from test_pipeline import (FPS, SIZE, TIME_BASE, Block, Clip, cfr_times, eased, encode, render, sampled_correlation,
+from test_pipeline import (FPS, SIZE, Block, Clip, cfr_times, eased, encode, render, sampled_correlation,
                            still_clip, stroke_clip, stroke_plan, texture, triangle, vfr_times)
 
 
