@@ -83,6 +83,15 @@ def test_check_reports_good_files_but_fails_for_a_bad_one(workdir):
     assert "good.funscript" in result.stdout
 
 
+def test_check_warns_of_a_script_a_device_cannot_play(workdir):
+    (workdir / "empty.funscript").write_text('{"actions": []}')
+    (workdir / "one.funscript").write_text('{"actions": [{"at": 0, "pos": 50}]}')
+    result = run_cli("check", "empty.funscript", "one.funscript", "good.funscript", cwd=workdir)
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == ["warning: empty.funscript: no actions",
+                                          "warning: one.funscript: a single action"]
+
+
 def _unwritable_targets(workdir: Path) -> list[Path]:
     (workdir / "a_file").write_text("not a folder")
     return [workdir / "a_file" / "heat.png", workdir / "no_such_folder" / "heat.png"]

@@ -135,8 +135,8 @@ def test_default_output_is_the_video_stem_beside_it(base):
     run, video = base
     out = video.parent / "my clip.v2.funscript"
     assert sorted(os.listdir(video.parent)) == ["my clip.v2.funscript", "my clip.v2.mp4"]
-    assert re.fullmatch(rf"{re.escape(str(out))}: \d+ actions, 120 frames in .*, 0 scene cuts\n(speed limit: .*\n)?",
-                        run.out)
+    assert re.fullmatch(rf"{re.escape(str(out))}: \d+ actions, 120 frames in .*, 0 scene cuts\n"
+                        r"(post-processing: .*\n)*", run.out)
 
 
 def test_stroking_clip_gives_strokes_that_follow_the_truth(stroke, base_script):
@@ -201,7 +201,7 @@ def test_max_speed_caps_every_move(stroke, tmp_path, base_script):
 
 def test_axes_write_sibling_files(stroke, tmp_path, base_script):
     out = tmp_path / "clip.funscript"
-    run = generate_ok(stroke.path, "--out", out, "--axes", "sway,roll")
+    run = generate_ok(stroke.path, "--out", out, "--axes", "Sway,roll,ROLL")  # names as typed, each once
     assert sorted(os.listdir(tmp_path)) == ["clip.funscript", "clip.roll.funscript", "clip.sway.funscript"]
     assert f"{tmp_path / 'clip.sway.funscript'}: extra axis" in run.out
     main_script = read_funscript(out)
@@ -421,6 +421,15 @@ def copied(stroke, tmp_path) -> Path:
     return video
 
 
+def test_a_script_given_as_the_video_is_refused(tmp_path):
+    script = tmp_path / "clip.funscript"
+    script.write_text('{"actions": [{"at": 0, "pos": 0}, {"at": 500, "pos": 100}]}')
+    before = set(os.listdir(tmp_path))
+    run = run_cli("generate", script)
+    assert_refused(run, script, tmp_path, before)
+    assert "is a funscript, not a video (tune post-processes a script)" in run.err
+
+
 def test_existing_output_is_kept_without_force(copied, tmp_path):
     out = tmp_path / "clip.funscript"
     out.write_text("mine")
@@ -429,6 +438,14 @@ def test_existing_output_is_kept_without_force(copied, tmp_path):
     assert_refused(run, out, tmp_path, before)
     assert "already exists (use --force to overwrite)" in run.err
     assert out.read_text() == "mine"
+
+
+def test_output_under_a_file_is_refused_as_such(copied, tmp_path):
+    out = copied / "clip.funscript"
+    before = set(os.listdir(tmp_path))
+    run = run_cli("generate", copied, "--out", out)
+    assert_refused(run, out, tmp_path, before)
+    assert f"{copied} is a file, not a folder" in run.err
 
 
 def test_existing_axis_file_is_kept_without_force(copied, tmp_path):
@@ -455,7 +472,13 @@ def test_impossible_output_is_refused_before_any_work(copied, tmp_path, where):
 
 @pytest.mark.parametrize("option", [["--range", "50,50"], ["--range", "0,120"], ["--max-speed", "-1"],
                                     ["--start", "-1"], ["--start", "2", "--end", "1"], ["--axes", "pitch"],
-                                    ["--poi", "1,2,3"], ["--poi-size", "0", "--poi", "0.5,0.5"]])
+                                    ["--poi", "1,2,3"], ["--poi-size", "0", "--poi", "0.5,0.5"],
+                                    # nan passed every check and meant no limit, inf crashed deep in the work
+                                    ["--smooth", "nan"], ["--smooth", "inf"], ["--max-speed", "nan"],
+                                    ["--simplify", "nan"], ["--poi", "nan,0.5"], ["--poi-size", "inf", "--poi", "1,1"],
+                                    # a minute of smoothing for nothing; a script too late to be read back
+                                    ["--smooth", "1e9"], ["--offset", "999999999999"],
+                                    ["--poi-size", "40"]])
 def test_bad_option_is_a_usage_error(copied, tmp_path, option):
     before = set(os.listdir(tmp_path))
     run = run_cli("generate", copied, *option)
@@ -467,6 +490,9 @@ def test_bad_option_is_a_usage_error(copied, tmp_path, option):
 @pytest.mark.parametrize("option, message", [
     (["--start", "10"], "start 10 s is not before the end of the video (4.0 s)"),
     (["--poi", "500,20"], "point of interest 500,20 is outside the 320x180 frame"),
+    (["--offset", "-100000"], "before 0 s with an offset of -100000 ms (the video ends at 4.0 s)"),
+    # the block strokes in the middle; the corner is still, but the video is not
+    (["--poi", "10,10", "--poi-size", "16"], "no motion found in the --poi box at 10,10 (pixels)"),
 ])
 def test_option_that_selects_nothing_names_the_video(copied, tmp_path, option, message):
     before = set(os.listdir(tmp_path))

@@ -6,9 +6,11 @@ Errors the user can fix are AutofunscriptError: printed as one line, exit 2. Ctr
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
+
 import click
 
 from autofunscript import __version__
@@ -40,11 +42,27 @@ def cli(verbose: bool) -> None:
 
 
 def parse_pair(text: str, what: str, cast=float) -> tuple:
+    kind = "whole numbers" if cast is int else "numbers"
     try:
         a, b = (cast(x) for x in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"{what} must be two numbers like 10,90, got {text!r}") from None
+        raise click.BadParameter(f"{what} must be two {kind} like 10,90, got {text!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise click.BadParameter(f"{what} must be two finite numbers, got {text!r}")
     return a, b
+
+
+class Number(click.FloatRange):
+    """A finite number, optionally within bounds: click's FloatRange lets nan (and inf without a bound) through,
+    and they fail deep inside the work or, worse, pass as no limit at all."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class VideoTime(click.ParamType):
@@ -72,18 +90,27 @@ END_OPTION = click.option("--end", "end_s", type=VIDEO_TIME, metavar="T", help="
 # ----------------------------------------------------------------------------------------------
 
 
+# A smoothing sigma beyond seconds flattens every stroke, and its cost grows with it (1e9 ms took a minute).
+MAX_SMOOTH_MS = 10_000
+# An offset corrects an audio/video lag of milliseconds to seconds; an hour is a typo, and the script it made
+# could not be read back (absurd times).
+MAX_OFFSET_MS = 3_600_000
+
+
 def _post_options(func):
     """Options shared by generate and tune (the post-processing knobs)."""
     options = [
         click.option("--range", "range_", default="0,100", show_default=True, metavar="MIN,MAX",
                      help="Position range of the output."),
-        click.option("--max-speed", default=400.0, show_default=True, help="Speed limit in pos/s (0: none)."),
-        click.option("--smooth", "smooth_ms", default=None, type=float, metavar="MS",
+        click.option("--max-speed", default=400.0, show_default=True, type=Number(min=0), metavar="N",
+                     help="Speed limit in pos/s (0: none)."),
+        click.option("--smooth", "smooth_ms", default=None, type=Number(0, MAX_SMOOTH_MS), metavar="MS",
                      help="Gaussian smoothing sigma in ms."),
-        click.option("--simplify", default=2.0, show_default=True, metavar="EPS",
+        click.option("--simplify", default=2.0, show_default=True, type=Number(0, 100), metavar="EPS",
                      help="Drop points within EPS positions of the line through their neighbours."),
         click.option("--invert", is_flag=True, help="Flip positions (100 - pos)."),
-        click.option("--offset", "offset_ms", default=0, show_default=True, metavar="MS",
+        click.option("--offset", "offset_ms", default=0, show_default=True,
+                     type=click.IntRange(-MAX_OFFSET_MS, MAX_OFFSET_MS), metavar="MS",
                      help="Shift all actions by MS (positive = later)."),
         click.option("--force", is_flag=True, help="Overwrite existing output files."),
     ]
@@ -99,8 +126,6 @@ def _post_settings(range_: str, max_speed: float, smooth_ms: float | None, simpl
     lo, hi = parse_pair(range_, "--range", int)
     if not (0 <= lo <= 100 and 0 <= hi <= 100 and lo != hi):
         raise click.BadParameter(f"--range must be two different values in 0-100, got {range_!r}")
-    if max_speed < 0 or simplify < 0 or (smooth_ms is not None and smooth_ms < 0):
-        raise click.BadParameter("--max-speed, --simplify and --smooth must not be negative")
     return PostSettings(range=(lo, hi), max_speed=max_speed,
                         smooth_ms=default_smooth if smooth_ms is None else smooth_ms,
                         simplify=simplify, invert=invert, offset_ms=offset_ms)
@@ -113,6 +138,8 @@ def _check_writable(paths, force: bool = False) -> None:
             raise AutofunscriptError(f"{target}: is a folder; give the output file's name")
         if target.exists() and not force:
             raise AutofunscriptError(f"{target}: already exists (use --force to overwrite)")
+        if target.parent.exists() and not target.parent.is_dir():
+            raise AutofunscriptError(f"{target}: {target.parent} is a file, not a folder")
         if not target.parent.is_dir():
             raise AutofunscriptError(f"{target}: folder {target.parent} does not exist")
         if not os.access(target.parent, os.W_OK | os.X_OK):
@@ -125,7 +152,8 @@ def _generate_options(func):
         click.option("--method", type=click.Choice(["flow", "model"]), default="flow", show_default=True,
                      help="flow: the classical generator; model: the trained model (shipped weights)."),
         click.option("--poi", metavar="X,Y", help="Point of interest in pixels, or 0-1 fractions of the frame."),
-        click.option("--poi-size", type=float, metavar="N", help="POI box size in pixels (default: frame height / 4)."),
+        click.option("--poi-size", type=Number(min=0, min_open=True), metavar="N",
+                     help="POI box size in pixels (default: frame height / 4)."),
         START_OPTION,
         END_OPTION,
         click.option("--vr", type=click.Choice(["sbs", "ou"]), help="VR layout: analyse one eye."),
@@ -145,9 +173,9 @@ def _generate_settings(method: str, poi: str | None, poi_size: float | None, sta
     settings = _post_settings(**post, default_smooth=0.0)
     if end_s is not None and end_s <= start_s:
         raise click.BadParameter(f"--end {end_s:g} must be after --start {start_s:g}")
-    if poi_size is not None and poi_size <= 0:
-        raise click.BadParameter(f"--poi-size must be positive, got {poi_size:g}")
-    axis_names = tuple(a.strip() for a in axes.split(",") if a.strip())
+    if poi_size is not None and not poi:
+        raise click.BadParameter("--poi-size needs --poi (the automatic ROI finds its own size)")
+    axis_names = tuple(dict.fromkeys(a.strip().lower() for a in axes.split(",") if a.strip()))
     unknown = [a for a in axis_names if a not in EXTRA_AXES]
     if unknown:
         raise click.BadParameter(f"unknown axes {unknown}; choose from {', '.join(EXTRA_AXES)}")
@@ -162,7 +190,7 @@ def _generate_settings(method: str, poi: str | None, poi_size: float | None, sta
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Output path (default: VIDEO's stem + .funscript).")
-@click.option("--initial-position", type=click.FloatRange(0, 100), metavar="P",
+@click.option("--initial-position", type=Number(0, 100), metavar="P",
               help="The known position (0-100) at --start, given to the model (--method model only).")
 @_generate_options
 def generate(video: Path, out: Path | None, force: bool, initial_position: float | None, **settings) -> int:
@@ -183,6 +211,8 @@ def generate(video: Path, out: Path | None, force: bool, initial_position: float
         options = replace(options, initial_position=initial_position)
     if not video.exists():
         raise AutofunscriptError(f"{video}: no such file")
+    if video.suffix.lower() == ".funscript":
+        raise AutofunscriptError(f"{video}: is a funscript, not a video (tune post-processes a script)")
     out = out or video.with_suffix(".funscript")
     if out.resolve() == video.resolve():
         raise AutofunscriptError(f"{out}: is the video itself; choose another --out")
@@ -209,8 +239,8 @@ def generate(video: Path, out: Path | None, force: bool, initial_position: float
                f"{len(result.cut_times_s)} scene cuts")
     for extra in written[1:]:
         click.echo(f"{extra}: extra axis")
-    if result.report.speed_limited_segments:
-        click.echo(f"speed limit: {result.report.notes[0]}")
+    for note in result.report.notes:
+        click.echo(f"post-processing: {note}")
     if result.rivals:
         click.echo(f"warning: {describe_rivals(result.rivals)}", err=True)
     if result.partial:
@@ -234,14 +264,17 @@ def tune(script_path: Path, out: Path | None, force: bool, **post) -> None:
     stem = script_path.name[: -len(".funscript")] if script_path.name.endswith(".funscript") else script_path.stem
     out = out or script_path.with_name(f"{stem}.tuned.funscript")
     _check_writable([out], force)
-    at, pos, report = run_tune(script.at, script.pos, settings)
+    try:
+        at, pos, report = run_tune(script.at, script.pos, settings)
+    except AutofunscriptError as exc:  # an offset that leaves nothing after 0 s
+        raise AutofunscriptError(f"{script_path}: {exc}") from None
     tuned = script.copy_with(at, pos)
     tuned.axes = {}
     notes = str(tuned.metadata.get("notes", "") or "")
     applied = ", ".join(f"{name}={value}" for name, value in vars(settings).items())
     tuned.metadata["notes"] = (notes + "; " if notes else "") + f"tuned by autofunscript {__version__} ({applied})"
     write_funscript(tuned, out, force=True)
-    click.echo(f"{out}: {len(script)} -> {len(tuned)} actions" + (f"; {report.notes[0]}" if report.notes else ""))
+    click.echo(f"{out}: {len(script)} -> {len(tuned)} actions" + "".join(f"; {note}" for note in report.notes))
 
 
 @cli.command()
@@ -277,6 +310,8 @@ def check(scripts: tuple[Path, ...]) -> int:
         shown_as_axis.update(p.resolve() for p in sibling_paths(path).values() if p.exists())
         for label, item in [(str(path), script), *((f"{path} [{axis}]", s) for axis, s in script.axes.items())]:
             stats = script_stats(item)
+            if stats.actions < 2:  # valid JSON, but nothing a device could play
+                click.echo(f"warning: {label}: {'no actions' if not stats.actions else 'a single action'}", err=True)
             gaps = f"{stats.gaps}, longest {stats.longest_gap_s:.0f}s" if stats.gaps else "-"
             table.add_row(escape(label), str(stats.actions), format_clock(stats.duration_s), str(stats.strokes),
                           f"{stats.mean_speed:.0f}", f"{stats.max_speed:.0f}", f"{stats.fast_share:.0%}",
@@ -308,9 +343,9 @@ def heatmap(script_path: Path, out: Path, width: int, height: int, force: bool) 
 @click.argument("pred_path", metavar="PRED", type=click.Path(path_type=Path))
 @click.argument("ref_path", metavar="REF", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.option("--min-swing", default=10.0, show_default=True, type=click.FloatRange(0, 100, min_open=True),
+@click.option("--min-swing", default=10.0, show_default=True, type=Number(0, 100, min_open=True),
               help="Smallest position change that makes a reversal.")
-@click.option("--fps", default=30.0, show_default=True, type=click.FloatRange(0, 1000, min_open=True),
+@click.option("--fps", default=30.0, show_default=True, type=Number(0, 1000, min_open=True),
               help="Video frame rate; one frame is the `frame` tier's time limit.")
 def evaluate_command(pred_path: Path, ref_path: Path, as_json: bool, min_swing: float, fps: float) -> None:
     """Score the predicted script PRED against the reference REF (see README "Metrics")."""

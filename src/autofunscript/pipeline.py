@@ -334,10 +334,15 @@ def _eye_size(info: VideoInfo, vr: str | None) -> tuple[int, int]:
 
 
 def _check_range_and_poi(path: Path, info: VideoInfo, options: GenerateOptions) -> None:
-    """Refuse a start or POI that selects nothing, rather than failing later as a still or too-short video."""
+    """Refuse a start, offset or POI that selects nothing, rather than failing after the work or as a still or
+    too-short video."""
     if options.start_s >= info.duration_s:
         raise AutofunscriptError(f"{path}: start {options.start_s:g} s is not before the end of the video "
                                  f"({info.duration_s:.1f} s)")
+    end_s = min(options.end_s, info.duration_s) if options.end_s else info.duration_s
+    if end_s * 1000 + options.post.offset_ms < 0:
+        raise AutofunscriptError(f"{path}: every action would be before 0 s with an offset of "
+                                 f"{options.post.offset_ms} ms (the video ends at {end_s:.1f} s)")
     if options.poi is not None:
         poi = options.poi
         width, height = _eye_size(info, options.vr)
@@ -510,9 +515,17 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
         raise KeyboardInterrupt  # stopped before any motion was tracked: nothing to keep, not a bad video
     if frames < 2:
         raise AutofunscriptError(f"{path}: fewer than 2 frames to compare; nothing written")
+    if nothing_tracked and options.poi is not None:
+        poi = options.poi
+        unit = "fractions of the frame" if poi.relative else "pixels"
+        raise AutofunscriptError(f"{path}: no motion found in the --poi box at {poi.x:g},{poi.y:g} ({unit}); "
+                                 "nothing written")
     if nothing_tracked:
         raise AutofunscriptError(f"{path}: no motion found (still picture?); nothing written")
-    at, pos, report = dense_to_script(dense, options.post)
+    try:
+        at, pos, report = dense_to_script(dense, options.post)
+    except AutofunscriptError as exc:  # an offset that leaves nothing after 0 s
+        raise AutofunscriptError(f"{path}: {exc}") from None
     seconds = float(dense.times_s[-1] - dense.times_s[0]) if dense.times_s.size else 0.0
     notes = {"generator": f"autofunscript {__version__}", "method": options.method,
              "settings": _settings_note(options), "scene_cuts": len(cuts)}
@@ -598,6 +611,7 @@ class LiveTracker:
         self._recent: deque[MotionSample] = deque()
         self._frame_shape: tuple[int, int] | None = None
         self._analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-analysis")
+        preload_scipy()  # now, not in the first window's analysis in the middle of playback
 
     def close(self) -> None:
         """Stop the background analysis (what is still queued is dropped)."""

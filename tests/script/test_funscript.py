@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +69,14 @@ def test_duration_in_milliseconds_becomes_seconds(shared_funscripts, tmp_path):
     write_funscript(script, tmp_path / "out.funscript")
     assert json.loads((tmp_path / "out.funscript").read_text())["metadata"]["duration"] == 149
 
+
+
+def test_duration_in_seconds_stays_seconds_when_the_actions_stop_early():
+    """6 is more than 20 times a last action at 0.1 s, but read as 6 ms it would not reach that action."""
+    early = Funscript(at=np.array([0, 100]), pos=np.array([0, 100]), metadata={"duration": 6})
+    assert early.duration_s == 6
+    in_ms = Funscript(at=np.array([0, 100]), pos=np.array([0, 100]), metadata={"duration": 6000})
+    assert in_ms.duration_s == 6
 
 def test_unsorted_actions_are_sorted(shared_funscripts, caplog):
     source = _by_name(shared_funscripts, "real_14.funscript")
@@ -168,6 +179,29 @@ def test_refuses_to_overwrite_any_target_without_force(tmp_path):
     write_funscript(script, tmp_path / "s.funscript", force=True)
     assert read_funscript(tmp_path / "s.roll.funscript").pos.tolist() == [50]
 
+
+
+def test_a_full_disk_leaves_no_file_of_the_set_and_names_the_one_that_failed(tmp_path):
+    """A limit on file size (RLIMIT_FSIZE, in a child process) makes writes fail as on a full disk. The large
+    roll axis fails after the small main script's temp file was written: nothing of the set may remain, or a
+    main script would stand for a finished run without its axis."""
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        import numpy as np
+        from autofunscript.script.funscript import Funscript, write_funscript
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+        roll = Funscript(at=np.arange(0, 3_000_000, 100), pos=np.tile([0, 100], 15_000))
+        script = Funscript(at=[0, 100], pos=[0, 100], axes={{"roll": roll}})
+        try:
+            write_funscript(script, {str(tmp_path / "s.funscript")!r})
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.startswith("AutofunscriptError ") and "Traceback" not in run.stderr, run.stderr
+    assert f"{tmp_path / 's.roll.funscript'}: cannot write (File too large)" in run.stdout
+    assert list(tmp_path.iterdir()) == []
 
 # ---- properties -------------------------------------------------------------------------------
 

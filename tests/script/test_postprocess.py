@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from autofunscript.errors import AutofunscriptError
 from autofunscript.script.extrema import find_reversals
 from autofunscript.script.postprocess import (
     PostSettings,
@@ -319,10 +320,19 @@ def test_drop_quick_wiggles_keeps_alternation():
 def test_a_negative_offset_cuts_the_script_at_zero():
     at = np.array([0, 400, 800, 1200])
     pos = np.array([0, 100, 0, 100])
-    at2, pos2, _ = finish(at, pos, PostSettings(offset_ms=-600, max_speed=0))
+    at2, pos2, report = finish(at, pos, PostSettings(offset_ms=-600, max_speed=0))
     assert at2.tolist() == [0, 200, 600] and pos2.tolist() == [50, 0, 100]
-    at3, pos3, _ = finish(at, pos, PostSettings(offset_ms=-5000, max_speed=0))
-    assert at3.tolist() == [0] and pos3.tolist() == [100]
+    assert report.notes == ["2 actions before 0 s cut at 0 (players reject negative times)"]
+    with pytest.raises(AutofunscriptError, match=r"every action is before 0 s with an offset of -5000 ms"):
+        finish(at, pos, PostSettings(offset_ms=-5000, max_speed=0))
+
+
+def test_times_read_before_zero_are_cut_at_zero_without_an_offset():
+    """A script read with negative times (tolerated on reading) is written strictly: nothing before 0."""
+    at2, pos2, report = finish(np.array([-1000, -500, 500, 1000]), np.array([0, 100, 0, 100]),
+                               PostSettings(max_speed=0))
+    assert at2.tolist() == [0, 500, 1000] and pos2.tolist() == [50, 0, 100]
+    assert report.notes == ["2 actions before 0 s cut at 0 (players reject negative times)"]
 
 
 def test_finish_inverts_and_offsets():

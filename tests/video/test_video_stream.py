@@ -364,6 +364,26 @@ def test_truncated_file_yields_the_frames_before_the_cut(tmp_path: Path, caplog:
     assert len(warnings) == 1 and "cut.mp4: decoding stopped at" in warnings[0] and "truncated" in warnings[0]
 
 
+
+@pytest.mark.parametrize("suffix", [".mkv", ".avi"])
+def test_truncated_file_without_a_frame_index_warns_from_its_header(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                     suffix: str) -> None:
+    # Matroska and AVI keep no index of every frame in front; the last packets left in a cut file pass for the
+    # video's end, and only the header (Matroska's DURATION tag, AVI's frame count) still says how long it was
+    path = write_video(tmp_path / f"whole{suffix}", noise_frames(60))
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])
+    with caplog.at_level(logging.WARNING, logger="autofunscript"):
+        for video_path in (path, cut):
+            with open_video(video_path) as video:
+                assert video.info.duration_s == pytest.approx(2.0, abs=0.05)
+                frames = list(video.frames())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert 15 <= len(frames) < 50
+    stopped = [w for w in warnings if "decoding stopped at" in w]
+    assert len(stopped) == 1 and f"cut{suffix}: decoding stopped at" in stopped[0], warnings
+    assert not any(f"whole{suffix}" in w for w in warnings), warnings  # a whole file is not called cut short
+
 def test_truncated_file_without_its_index_is_refused(tmp_path: Path) -> None:
     path = write_video(tmp_path / "cut_noindex.mp4", noise_frames(30))  # index written at the end
     data = path.read_bytes()

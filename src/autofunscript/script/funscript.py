@@ -120,8 +120,10 @@ def metadata_duration_s(value: Any, last_action_s: float) -> float | None:
         return None
     value = float(value)
     if last_action_s > 0:
-        # A duration in seconds is close to the last action; in ms it is ~1000x it.
-        return value / 1000.0 if value > 20 * last_action_s else value
+        # A duration in seconds is close to the last action; in ms it is ~1000x it. Read as ms it must still
+        # cover the actions: a script that stops early in its video (or was shifted earlier) keeps seconds.
+        in_ms = value > 20 * last_action_s and value / 1000.0 >= 0.9 * last_action_s
+        return value / 1000.0 if in_ms else value
     return value / 1000.0 if value > 86_400 else value
 
 
@@ -146,9 +148,9 @@ def _parse_actions(raw: Any, source: Path, where: str) -> tuple[np.ndarray, np.n
         at[i] = _number(item["at"], f"{where}[{i}].at", source)
         pos[i] = _number(item["pos"], f"{where}[{i}].pos", source)
     if at.size and np.abs(at).max() > MAX_ABS_AT_MS:
-        raise ScriptFormatError(f"{source}: '{where}' has an absurd time ({np.abs(at).max():.0f} ms)")
+        raise ScriptFormatError(f"{source}: '{where}' has an absurd time ({np.abs(at).max():.6g} ms)")
     if at.size and np.abs(pos).max() > 1e6:
-        raise ScriptFormatError(f"{source}: '{where}' has an absurd position ({np.abs(pos).max():.0f})")
+        raise ScriptFormatError(f"{source}: '{where}' has an absurd position ({np.abs(pos).max():.6g})")
     if ((at != np.rint(at)) | (pos != np.rint(pos))).any():
         log.warning("%s: fractional at/pos rounded to integers", source)
     return normalise_actions(at, pos, str(source))
@@ -252,18 +254,16 @@ def to_json_dict(script: Funscript) -> dict[str, Any]:
     return out
 
 
-def atomic_write_text(path: Path, text: str, force: bool = False) -> None:
-    """Write via a temp file in the same folder and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise AutofunscriptError(f"{path}: already exists (use --force to overwrite)")
+def _write_beside(path: Path, text: str) -> Path:
+    """`text` in a new temp file in `path`'s folder (so a rename puts it in place at once); returns its path."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise AutofunscriptError(f"{path}: folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
         raise AutofunscriptError(f"{path}: cannot write ({exc.strerror})") from None
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -271,24 +271,44 @@ def atomic_write_text(path: Path, text: str, force: bool = False) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a quota: name the file, not just the error
+            raise AutofunscriptError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise
+    return tmp
+
+
+def atomic_write_text(path: Path, text: str, force: bool = False) -> None:
+    """Write via a temp file in the same folder and rename, so a crash never leaves half a file."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise AutofunscriptError(f"{path}: already exists (use --force to overwrite)")
+    os.replace(_write_beside(path, text), path)
 
 
 def write_funscript(script: Funscript, path: str | os.PathLike[str], force: bool = False) -> list[Path]:
     """Write the main axis to `path` and every extra axis to its sibling file; returns what was written.
 
-    All targets are checked before anything is written, so a refusal never leaves a partial set.
+    All targets are checked before anything is written, and every file is written in full to a temp file
+    before any is renamed into place (the main script last), so a refusal or a full disk never leaves a
+    partial set, and a main script on disk means its axis files are there too.
     """
     path = Path(path)
-    targets: list[tuple[Path, Funscript]] = [(path, script)]
-    targets += [(axis_path(path, axis), axis_script) for axis, axis_script in script.axes.items()]
+    targets: list[tuple[Path, Funscript]] = [(axis_path(path, axis), axis_script)
+                                             for axis, axis_script in script.axes.items()]
+    targets.append((path, script))
     if not force:
         for target, _ in targets:
             if target.exists():
                 raise AutofunscriptError(f"{target}: already exists (use --force to overwrite)")
-    for target, item in targets:
-        atomic_write_text(target, json.dumps(to_json_dict(item), separators=(",", ":")), force=True)
-    return [t for t, _ in targets]
+    written: list[tuple[Path, Path]] = []
+    try:
+        for target, item in targets:
+            written.append((_write_beside(target, json.dumps(to_json_dict(item), separators=(",", ":"))), target))
+        for tmp, target in written:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+    return [path] + [target for target, _ in targets[:-1]]

@@ -10,6 +10,7 @@ import numpy as np
 # SciPy is imported inside the functions that use it, to keep its 0.9 s import off the start of a run:
 # see pipeline.preload_scipy.
 
+from autofunscript.errors import AutofunscriptError
 from autofunscript.script.extrema import Reversals, find_reversals, turn_centres
 
 DENSE_STEP_MS = 10.0
@@ -387,27 +388,29 @@ def limit_speed(at_ms: np.ndarray, pos: np.ndarray, max_speed: float) -> tuple[n
     return np.clip(out, 0, 100).astype(np.int64), violating
 
 
-def _shift(at_ms: np.ndarray, pos: np.ndarray, offset_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Move every action by offset_ms; what an earlier offset pushes before 0 is cut at 0 (players reject
-    negative times), keeping the position the script would have there."""
-    at_ms = at_ms.astype(np.int64) + offset_ms
-    if at_ms.size == 0 or at_ms[0] >= 0:
-        return at_ms, pos
-    if at_ms[-1] < 0:
-        return np.zeros(1, np.int64), pos[-1:]
+def _cut_at_zero(at_ms: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Actions before 0 (an earlier offset, or a script read with negative times) cut at 0, where the position
+    is the one the script has there: players reject negative times. Some action must lie after 0."""
     at_zero = int(np.rint(np.interp(0, at_ms, pos)))
     later = at_ms > 0
     return np.concatenate([[0], at_ms[later]]), np.concatenate([[at_zero], pos[later]]).astype(pos.dtype)
 
 
 def finish(at_ms: np.ndarray, pos: np.ndarray, settings: PostSettings) -> tuple[np.ndarray, np.ndarray, PostReport]:
-    """The last steps every script gets: invert, offset, speed limit."""
+    """The last steps every script gets: invert, offset, no time before 0, speed limit."""
     report = PostReport()
     pos = pos.astype(np.int64)
     if settings.invert:
         pos = 100 - pos
-    if settings.offset_ms:
-        at_ms, pos = _shift(at_ms, pos, int(settings.offset_ms))
+    at_ms = at_ms.astype(np.int64) + int(settings.offset_ms)
+    if at_ms.size and at_ms[-1] < 0:
+        shifted = f" with an offset of {settings.offset_ms} ms" if settings.offset_ms else ""
+        raise AutofunscriptError(f"every action is before 0 s{shifted} (the last at {at_ms[-1] / 1000:.1f} s); "
+                                 "nothing to write")
+    before_zero = int(np.count_nonzero(at_ms < 0))
+    if before_zero:
+        at_ms, pos = _cut_at_zero(at_ms, pos)
+        report.notes.append(f"{before_zero} actions before 0 s cut at 0 (players reject negative times)")
     v = speeds(at_ms, pos)
     report.max_speed_before = float(v.max()) if v.size else 0.0
     if settings.max_speed > 0:

@@ -27,6 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from autofunscript.clock import parse_clock
 from autofunscript.errors import VideoError, input_file_size
 from autofunscript.video.picture import PictureMaker, PicturePlan, plan_picture
 
@@ -271,6 +272,9 @@ class _Decoder:
                             if rate and 0 < float(rate) < 1000), 25.0)
         if last_time_s is not None:
             duration_s = last_time_s + 1 / fps
+            promised_s = self._promised_end_s(first_time_s, fps) if dts is None else None
+            if promised_s is not None and duration_s < promised_s - TRUNCATION_SLACK_S:
+                duration_s = promised_s  # the file stops before its header says the video ends: cut short
         elif dts is not None:
             duration_s = first_time_s + len(dts) / fps
         elif self.stream.duration:
@@ -280,6 +284,22 @@ class _Decoder:
         if dts is not None:
             return fps, duration_s, len(dts), True
         return fps, duration_s, max(1, round((duration_s - first_time_s) * fps)), False
+
+    def _promised_end_s(self, first_time_s: float, fps: float) -> float | None:
+        """Where the header, written before the frames, says the video stream ends, in the frames' time (from the
+        stream's start): Matroska's DURATION tag of the stream, an AVI header's frame count. None where the header
+        says nothing of its own (MPEG-TS), or only for every stream at once (the audio may run longer)."""
+        tag = self.stream.metadata.get("DURATION")
+        if tag:
+            try:
+                # ffmpeg counts it from zero; a muxer counting from the stream's start makes the promise shorter,
+                # so a file read this way is never wrongly called cut short
+                return parse_clock(tag) - float(self.start_pts * self.time_base)
+            except ValueError:
+                return None
+        if self.stream.frames and self.container.format.name == "avi":
+            return first_time_s + self.stream.frames / fps
+        return None
 
     def _indexed_past_file_end(self) -> bool:
         """Whether the index places the last frame's data beyond the end of the file: the file was cut short
