@@ -279,6 +279,14 @@ def test_vr_side_by_side_analyses_one_eye(clips, tmp_path):
     assert "vr=sbs" in script.metadata["notes"]
 
 
+
+def test_vr_layout_that_does_not_fit_the_frame_is_warned_of(clips, tmp_path):
+    square = stroke_clip(clips / "square.mp4", duration_s=2.0, seed=3, size=(240, 240)).path
+    run = run_cli("generate", square, "--vr", "sbs", "--out", tmp_path / "out.funscript")
+    assert run.code == 0, run.err
+    assert run.err.splitlines() == [f"warning: {square}: --vr sbs on a 240x240 frame, which does not look like two "
+                                    "pictures side by side; each eye is taken as 120x240"]
+
 def test_rotated_phone_video_is_analysed_upright(clips, tmp_path):
     """Stored landscape, displayed portrait. The POI is in upright pixels and on block A: read without
     the display matrix's turn, that point holds no motion at all."""

@@ -343,6 +343,13 @@ def _check_range_and_poi(path: Path, info: VideoInfo, options: GenerateOptions) 
     if end_s * 1000 + options.post.offset_ms < 0:
         raise AutofunscriptError(f"{path}: every action would be before 0 s with an offset of "
                                  f"{options.post.offset_ms} ms (the video ends at {end_s:.1f} s)")
+    # side-by-side VR is 2:1 (16:9 for half-width 3D); over-under 1:1 (16:9 for half-height 3D)
+    aspect = info.width / info.height
+    if (options.vr == "sbs" and aspect < 1.5) or (options.vr == "ou" and aspect > 2):
+        eye_width, eye_height = _eye_size(info, options.vr)
+        log.warning("%s: --vr %s on a %dx%d frame, which does not look like two pictures %s; each eye is taken as "
+                    "%dx%d", path, options.vr, info.width, info.height,
+                    "side by side" if options.vr == "sbs" else "one above the other", eye_width, eye_height)
     if options.poi is not None:
         poi = options.poi
         width, height = _eye_size(info, options.vr)

@@ -98,6 +98,15 @@ def test_negative_times_kept_and_duplicates_dropped(shared_funscripts, caplog):
     assert "negative `at`" in caplog.text and "7 duplicate times dropped" in caplog.text
 
 
+
+@pytest.mark.parametrize("times, message", [([0, 500, 500, 900], "1 duplicate times dropped"),
+                                            ([0, 900, 500, 500], "actions sorted, 1 duplicate times dropped")])
+def test_the_repair_message_says_only_what_was_done(tmp_path, caplog, times, message):
+    path = tmp_path / "dup.funscript"
+    path.write_text(json.dumps({"actions": [{"at": t, "pos": 50} for t in times]}))
+    read_funscript(path)
+    assert caplog.messages == [f"{path}: {message}"]
+
 def test_integer_version_is_read_as_text(shared_funscripts, tmp_path):
     script = read_funscript(_by_name(shared_funscripts, "real_06.funscript"))
     assert script.version == "1.0"

@@ -99,15 +99,17 @@ def normalise_actions(at: np.ndarray, pos: np.ndarray, source: str = "") -> tupl
         log.warning("%s%d positions outside 0-100 clamped", prefix, int(outside.sum()))
     pos_i = np.clip(pos_r, 0, 100).astype(np.int64)
     if at_i.size and (at_i < 0).any():
-        log.warning("%s%d actions have negative `at` (kept)", prefix, int((at_i < 0).sum()))
+        log.warning("%s%d actions have negative `at` (kept; a script written from this one is cut at 0)", prefix,
+                    int((at_i < 0).sum()))
     if at_i.size > 1 and (np.diff(at_i) <= 0).any():
+        out_of_order = bool((np.diff(at_i) < 0).any())
         order = np.argsort(at_i, kind="stable")
         at_i, pos_i = at_i[order], pos_i[order]
         # keep the last entry written for each time: later edits win, as in editors
         keep = np.append(at_i[1:] != at_i[:-1], True)
         dropped = int((~keep).sum())
         if dropped:
-            log.warning("%sactions sorted, %d duplicate times dropped", prefix, dropped)
+            log.warning("%s%s%d duplicate times dropped", prefix, "actions sorted, " if out_of_order else "", dropped)
         else:
             log.warning("%sactions were not in time order (sorted)", prefix)
         at_i, pos_i = at_i[keep], pos_i[keep]
