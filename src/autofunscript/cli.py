@@ -47,7 +47,7 @@ def parse_pair(text: str, what: str, cast=float) -> tuple:
         a, b = (cast(x) for x in text.split(","))
     except ValueError:
         raise click.BadParameter(f"{what} must be two {kind} like 10,90, got {text!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b)):
+    if not all(-1e9 < x < 1e9 for x in (a, b)):  # nan and inf fail too; math.isfinite overflows on huge ints
         raise click.BadParameter(f"{what} must be two finite numbers, got {text!r}")
     return a, b
 

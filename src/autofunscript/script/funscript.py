@@ -286,7 +286,11 @@ def atomic_write_text(path: Path, text: str, force: bool = False) -> None:
     path = Path(path)
     if path.exists() and not force:
         raise AutofunscriptError(f"{path}: already exists (use --force to overwrite)")
-    os.replace(_write_beside(path, text), path)
+    tmp = _write_beside(path, text)
+    try:
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_funscript(script: Funscript, path: str | os.PathLike[str], force: bool = False) -> list[Path]:
