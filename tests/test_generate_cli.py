@@ -280,9 +280,10 @@ def test_vr_side_by_side_analyses_one_eye(clips, tmp_path):
 
 
 
-def test_vr_layout_that_does_not_fit_the_frame_is_warned_of(clips, tmp_path):
+@pytest.mark.parametrize("method", ["flow", "model"])
+def test_vr_layout_that_does_not_fit_the_frame_is_warned_of(clips, tmp_path, method):
     square = stroke_clip(clips / "square.mp4", duration_s=2.0, seed=3, size=(240, 240)).path
-    run = run_cli("generate", square, "--vr", "sbs", "--out", tmp_path / "out.funscript")
+    run = run_cli("generate", square, "--vr", "sbs", "--out", tmp_path / "out.funscript", "--method", method)
     assert run.code == 0, run.err
     assert run.err.splitlines() == [f"warning: {square}: --vr sbs on a 240x240 frame, which does not look like two "
                                     "pictures side by side; each eye is taken as 120x240"]
@@ -495,6 +496,7 @@ def test_bad_option_is_a_usage_error(copied, tmp_path, option):
     assert set(os.listdir(tmp_path)) == before
 
 
+@pytest.mark.parametrize("method", ["flow", "model"])
 @pytest.mark.parametrize("option, message", [
     (["--start", "10"], "start 10 s is not before the end of the video (4.0 s)"),
     (["--poi", "500,20"], "point of interest 500,20 is outside the 320x180 frame"),
@@ -502,9 +504,9 @@ def test_bad_option_is_a_usage_error(copied, tmp_path, option):
     # the block strokes in the middle; the corner is still, but the video is not
     (["--poi", "10,10", "--poi-size", "16"], "no motion found in the --poi box at 10,10 (pixels)"),
 ])
-def test_option_that_selects_nothing_names_the_video(copied, tmp_path, option, message):
+def test_option_that_selects_nothing_names_the_video(copied, tmp_path, option, message, method):
     before = set(os.listdir(tmp_path))
-    run = run_cli("generate", copied, *option)
+    run = run_cli("generate", copied, *option, "--method", method)
     assert_refused(run, copied, tmp_path, before)
     assert message in run.err
 

@@ -570,7 +570,7 @@ def test_dense_signal_without_motion_is_refused():
 def test_generate_starts_without_importing_scipy():
     """SciPy's import (0.9 s) is left to preload_scipy, beside the decoder: a top-level SciPy import in a module
     the CLI's generate loads would put it back in front of the first frame."""
-    code = ("import sys, autofunscript.cli, autofunscript.pipeline as p\n"
+    code = ("import sys, autofunscript.cli, autofunscript.pipeline as p, autofunscript.model.infer\n"
             "names = ('scipy.signal', 'scipy.ndimage', 'scipy.optimize')\n"
             "scipy = lambda: sorted(m for m in sys.modules if m in names)\n"
             "print(scipy())\n"

@@ -333,9 +333,10 @@ def _eye_size(info: VideoInfo, vr: str | None) -> tuple[int, int]:
     return (info.width // 2 if vr == "sbs" else info.width, info.height // 2 if vr == "ou" else info.height)
 
 
-def _check_range_and_poi(path: Path, info: VideoInfo, options: GenerateOptions) -> None:
-    """Refuse a start, offset or POI that selects nothing, rather than failing after the work or as a still or
-    too-short video."""
+def checked_end_s(path: Path, info: VideoInfo, options: GenerateOptions) -> float:
+    """Where the run stops reading, once the options are checked against the video: a start, offset or POI
+    that selects nothing is refused here, before decoding, rather than failing after the work or as a still
+    or too-short video; a --vr layout that does not fit the frame's shape is warned of."""
     if options.start_s >= info.duration_s:
         raise AutofunscriptError(f"{path}: start {options.start_s:g} s is not before the end of the video "
                                  f"({info.duration_s:.1f} s)")
@@ -358,6 +359,7 @@ def _check_range_and_poi(path: Path, info: VideoInfo, options: GenerateOptions) 
             eye = " (one eye)" if options.vr else ""
             raise AutofunscriptError(f"{path}: point of interest {poi.x:g},{poi.y:g} is outside the "
                                      f"{width}x{height} frame{eye}")
+    return end_s
 
 
 def _flow_tracker() -> FlowTracker:
@@ -383,9 +385,7 @@ def track_motion(path: Path, options: GenerateOptions, progress: ProgressCallbac
     interrupted = False
     with open_video(path) as stream, ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis") as analysis:
         info = stream.info
-        _check_range_and_poi(path, info, options)
-        end_s = min(options.end_s, info.duration_s) if options.end_s else info.duration_s
-        total = max(end_s - options.start_s, 1e-6)
+        total = max(checked_end_s(path, info, options) - options.start_s, 1e-6)
         roi_mask = None
 
         def analyse(window: Window) -> None:

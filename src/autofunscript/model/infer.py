@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from autofunscript.errors import AutofunscriptError
 from autofunscript.model.card import ModelCard, read_card
@@ -189,7 +188,7 @@ def track_with_model(path: Path, options, progress: Callable[[float, float], Non
 
     `options` is a pipeline.GenerateOptions; `initial_position` (0-100) is the known position at the start.
     """
-    from autofunscript.pipeline import _poi_mask_for
+    from autofunscript.pipeline import _poi_mask_for, checked_end_s
 
     runner = runner or ModelRunner()
     poi = options.poi
@@ -200,7 +199,8 @@ def track_with_model(path: Path, options, progress: Callable[[float, float], Non
     request = TrackRequest(path=Path(path), spec=runner.config.spec, start_s=options.start_s, end_s=options.end_s,
                            eye=options.vr, analysis_width=options.analysis_width,
                            drift_cutoff_hz=options.drift_cutoff_hz, roi_mask_for=roi_mask_for,
-                           keep_images=runner.flow_blend)
+                           keep_images=runner.flow_blend,
+                           checked_end_s=lambda info: checked_end_s(Path(path), info, options))
     summary = TrackSummary()
     windows = iter_window_features(request, summary, progress, should_stop)
     dense = predict_windows(windows, runner, options, stats, initial_position)
@@ -266,6 +266,8 @@ def window_positions(window: Window, features: WindowFeatures, runner: ModelRunn
 
 
 def _rolling_correlation(a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:
+    from scipy.ndimage import uniform_filter1d  # see pipeline.preload_scipy
+
     mean_a, mean_b = uniform_filter1d(a, size), uniform_filter1d(b, size)
     covariance = uniform_filter1d(a * b, size) - mean_a * mean_b
     variance = (uniform_filter1d(a * a, size) - mean_a**2) * (uniform_filter1d(b * b, size) - mean_b**2)
@@ -279,6 +281,8 @@ def blend_with_flow(model: np.ndarray, flow: np.ndarray, fps: float) -> np.ndarr
     occluder, camera motion the tracker took for the subject) the flow generator is the one that is
     usually wrong, so the model's stand. Both are already fitted to the output range.
     """
+    from scipy.ndimage import uniform_filter1d  # see pipeline.preload_scipy
+
     size = max(3, round(AGREE_S * fps))
     low, high = AGREE_R
     agreement = np.clip((_rolling_correlation(model, flow, size) - low) / (high - low), 0.0, 1.0)

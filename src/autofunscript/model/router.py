@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from autofunscript.model.features import FEATURE_RATE
 from autofunscript.script.extrema import find_reversals
@@ -77,6 +76,8 @@ def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
 def segment_types(logits: np.ndarray, rate: float = FEATURE_RATE) -> np.ndarray:
     """Motion type per step from class logits (C, T): smoothed, then runs shorter than MIN_SEGMENT_S
     join the run before them (or after, at the start) so a segment never flickers between heads."""
+    from scipy.ndimage import uniform_filter1d  # see pipeline.preload_scipy
+
     z = logits - logits.max(axis=0, keepdims=True)
     probs = np.exp(z) / np.exp(z).sum(axis=0, keepdims=True)
     probs = uniform_filter1d(probs, size=max(1, int(SMOOTH_CLASS_S * rate)), axis=1, mode="nearest")
@@ -102,6 +103,8 @@ def route(heads: np.ndarray, logits: np.ndarray, rate: float = FEATURE_RATE) -> 
     Neighbouring segments cross-fade over HEAD_FADE_S so changing heads does not jump; still segments
     are NaN, which the pipeline turns into holding the last position.
     """
+    from scipy.ndimage import uniform_filter1d  # see pipeline.preload_scipy
+
     types = segment_types(logits, rate)
     weights = np.zeros_like(heads, dtype=np.float64)
     for k, name in enumerate(HEADS):

@@ -16,7 +16,7 @@ import numpy as np
 from autofunscript.model.features import FeatureSpec, ImageChannels, ImageRowBuffer, WindowFeatures, window_features
 from autofunscript.motion.flow import FlowTracker
 from autofunscript.motion.segments import Window, Windower
-from autofunscript.video.stream import open_video
+from autofunscript.video.stream import VideoInfo, open_video
 
 ProgressCallback = Callable[[float, float], None]
 
@@ -36,6 +36,8 @@ class TrackRequest:
     roi_mask_for: Callable[[int, int, int, int, int], np.ndarray] | None = None
     # windows carry their analysis frames, for the flow generator's band tracking beside the model
     keep_images: bool = False
+    # checks the options against the opened video before decoding and returns where reading stops
+    checked_end_s: Callable[[VideoInfo], float] | None = None
 
 
 @dataclass
@@ -63,7 +65,10 @@ def iter_window_features(request: TrackRequest, summary: TrackSummary, progress:
     with open_video(request.path) as stream:
         info = stream.info
         summary.duration_s = info.duration_s
-        end_s = min(request.end_s, info.duration_s) if request.end_s else info.duration_s
+        if request.checked_end_s is not None:
+            end_s = request.checked_end_s(info)
+        else:
+            end_s = min(request.end_s, info.duration_s) if request.end_s else info.duration_s
         total = max(end_s - request.start_s, 1e-6)
         try:
             for frame in stream.frames(start_s=request.start_s, end_s=request.end_s,
