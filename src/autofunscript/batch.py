@@ -34,7 +34,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.pipeline import GenerateOptions, describe_rivals, generate
-from autofunscript.script.funscript import Funscript, atomic_write_text, axis_path, read_funscript, write_funscript
+from autofunscript.script.funscript import Funscript, atomic_write_text, read_funscript, write_funscript
 from autofunscript.script.stats import FAST_POS_PER_S, script_stats
 
 log = logging.getLogger("autofunscript")
@@ -170,15 +170,6 @@ def _describe_script(outcome: VideoOutcome, script: Funscript) -> None:
                                 f"(fastest {stats.max_speed:.0f})")
 
 
-def _write_complete_set(script: Funscript, path: Path, force: bool) -> None:
-    """Axis siblings first and the main script last: the main file's presence marks a finished video."""
-    for axis, axis_script in script.axes.items():
-        write_funscript(axis_script, axis_path(path, axis), force=True)
-    main = script.copy_with(script.at, script.pos)
-    main.axes = {}
-    write_funscript(main, path, force=force)
-
-
 def process_video(job: VideoJob, channel: WorkerChannel) -> VideoOutcome:
     """Generate and write one video's script. Never raises for a bad video: the outcome says what happened."""
     started = time.perf_counter()
@@ -194,7 +185,7 @@ def process_video(job: VideoJob, channel: WorkerChannel) -> VideoOutcome:
         if result.partial:
             outcome.status = INTERRUPTED  # a partial script would pass for a finished one on the next run
         else:
-            _write_complete_set(result.script, job.script, job.force)
+            write_funscript(result.script, job.script, force=job.force, replace_axes=True)
             outcome.status = WRITTEN
             outcome.frames, outcome.video_seconds = result.frames, result.seconds_of_video
             outcome.warnings += result.report.notes

@@ -189,11 +189,21 @@ def test_refuses_to_overwrite_any_target_without_force(tmp_path):
     assert read_funscript(tmp_path / "s.roll.funscript").pos.tolist() == [50]
 
 
+def test_replace_axes_overwrites_a_leftover_axis_but_not_a_main_script(tmp_path):
+    """Batch's resume: an axis file without its main script is a leftover of a run that did not finish."""
+    script = Funscript(at=[0, 100], pos=[0, 100], axes={"roll": Funscript(at=[0], pos=[50])})
+    (tmp_path / "s.roll.funscript").write_text("leftover")
+    write_funscript(script, tmp_path / "s.funscript", replace_axes=True)
+    assert read_funscript(tmp_path / "s.roll.funscript").pos.tolist() == [50]
+    with pytest.raises(Exception, match="s.funscript: already exists"):
+        write_funscript(script, tmp_path / "s.funscript", replace_axes=True)
+
+
 
 def test_a_full_disk_leaves_no_file_of_the_set_and_names_the_one_that_failed(tmp_path):
     """A limit on file size (RLIMIT_FSIZE, in a child process) makes writes fail as on a full disk. The large
-    roll axis fails after the small main script's temp file was written: nothing of the set may remain, or a
-    main script would stand for a finished run without its axis."""
+    roll axis fails after the small pitch axis's temp file was written: nothing of the set may remain, no
+    temp file either, or a main script would stand for a finished run without its axes."""
     code = textwrap.dedent(f"""
         import resource, signal, sys
         import numpy as np
@@ -201,7 +211,8 @@ def test_a_full_disk_leaves_no_file_of_the_set_and_names_the_one_that_failed(tmp
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing us
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
         roll = Funscript(at=np.arange(0, 3_000_000, 100), pos=np.tile([0, 100], 15_000))
-        script = Funscript(at=[0, 100], pos=[0, 100], axes={{"roll": roll}})
+        pitch = Funscript(at=[0, 100], pos=[20, 80])  # written first (axes keep their order), then cleaned up
+        script = Funscript(at=[0, 100], pos=[0, 100], axes={{"pitch": pitch, "roll": roll}})
         try:
             write_funscript(script, {str(tmp_path / "s.funscript")!r})
         except Exception as exc:

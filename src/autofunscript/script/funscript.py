@@ -293,8 +293,12 @@ def atomic_write_text(path: Path, text: str, force: bool = False) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_funscript(script: Funscript, path: str | os.PathLike[str], force: bool = False) -> list[Path]:
+def write_funscript(script: Funscript, path: str | os.PathLike[str], force: bool = False,
+                    replace_axes: bool = False) -> list[Path]:
     """Write the main axis to `path` and every extra axis to its sibling file; returns what was written.
+
+    `replace_axes` overwrites axis files without `force`, for a writer (batch) to which a main script on
+    disk marks a finished set, so axis files without one are leftovers of an unfinished run.
 
     All targets are checked before anything is written, and every file is written in full to a temp file
     before any is renamed into place (the main script last), so a refusal or a full disk never leaves a
@@ -305,7 +309,7 @@ def write_funscript(script: Funscript, path: str | os.PathLike[str], force: bool
                                              for axis, axis_script in script.axes.items()]
     targets.append((path, script))
     if not force:
-        for target, _ in targets:
+        for target, _ in (targets[-1:] if replace_axes else targets):
             if target.exists():
                 raise AutofunscriptError(f"{target}: already exists (use --force to overwrite)")
     written: list[tuple[Path, Path]] = []
