@@ -92,9 +92,9 @@ END_OPTION = click.option("--end", "end_s", type=VIDEO_TIME, metavar="T", help="
 
 # A smoothing sigma beyond seconds flattens every stroke, and its cost grows with it (1e9 ms took a minute).
 MAX_SMOOTH_MS = 10_000
-# An offset corrects an audio/video lag of milliseconds to seconds; an hour is a typo, and the script it made
-# could not be read back (absurd times).
-MAX_OFFSET_MS = 3_600_000
+# An offset corrects a lag of milliseconds, or moves a script onto a clip cut from a longer video: hours at
+# most. Past a day it is a typo, and past ten days the script it made could not be read back.
+MAX_OFFSET_MS = 24 * 3600 * 1000
 
 
 def _post_options(func):

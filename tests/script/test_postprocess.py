@@ -323,8 +323,14 @@ def test_a_negative_offset_cuts_the_script_at_zero():
     at2, pos2, report = finish(at, pos, PostSettings(offset_ms=-600, max_speed=0))
     assert at2.tolist() == [0, 200, 600] and pos2.tolist() == [50, 0, 100]
     assert report.notes == ["2 actions before 0 s cut at 0 (players reject negative times)"]
-    with pytest.raises(AutofunscriptError, match=r"every action is before 0 s with an offset of -5000 ms"):
+    with pytest.raises(AutofunscriptError, match=r"every action is before 0 s with an offset of -5000 ms "
+                                                 r"\(the last at -3.8 s\)"):
         finish(at, pos, PostSettings(offset_ms=-5000, max_speed=0))
+    # just short of 0 is told in ms, not as "-0.0 s"
+    with pytest.raises(AutofunscriptError, match=r"\(the last at -1 ms\)"):
+        finish(at, pos, PostSettings(offset_ms=-1201, max_speed=0))
+    _, _, report = finish(at, pos, PostSettings(offset_ms=-200, max_speed=0))
+    assert report.notes == ["1 action before 0 s cut at 0 (players reject negative times)"]
 
 
 def test_times_read_before_zero_are_cut_at_zero_without_an_offset():

@@ -99,8 +99,9 @@ def normalise_actions(at: np.ndarray, pos: np.ndarray, source: str = "") -> tupl
         log.warning("%s%d positions outside 0-100 clamped", prefix, int(outside.sum()))
     pos_i = np.clip(pos_r, 0, 100).astype(np.int64)
     if at_i.size and (at_i < 0).any():
-        log.warning("%s%d actions have negative `at` (kept; a script written from this one is cut at 0)", prefix,
-                    int((at_i < 0).sum()))
+        negative = int((at_i < 0).sum())
+        log.warning("%s%d action%s before 0 s (kept as read; players reject them, and `tune` cuts them at 0)",
+                    prefix, negative, "" if negative == 1 else "s")
     if at_i.size > 1 and (np.diff(at_i) <= 0).any():
         out_of_order = bool((np.diff(at_i) < 0).any())
         order = np.argsort(at_i, kind="stable")

@@ -389,8 +389,9 @@ def limit_speed(at_ms: np.ndarray, pos: np.ndarray, max_speed: float) -> tuple[n
 
 
 def _cut_at_zero(at_ms: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Actions before 0 (an earlier offset, or a script read with negative times) cut at 0, where the position
-    is the one the script has there: players reject negative times. Some action must lie after 0."""
+    """Cut a script at 0 s: the actions before it (from a negative offset, or read with negative times) give way
+    to one action at 0 with the position the script has there, as players reject negative times. At least
+    one action must lie at or after 0."""
     at_zero = int(np.rint(np.interp(0, at_ms, pos)))
     later = at_ms > 0
     return np.concatenate([[0], at_ms[later]]), np.concatenate([[at_zero], pos[later]]).astype(pos.dtype)
@@ -405,12 +406,13 @@ def finish(at_ms: np.ndarray, pos: np.ndarray, settings: PostSettings) -> tuple[
     at_ms = at_ms.astype(np.int64) + int(settings.offset_ms)
     if at_ms.size and at_ms[-1] < 0:
         shifted = f" with an offset of {settings.offset_ms} ms" if settings.offset_ms else ""
-        raise AutofunscriptError(f"every action is before 0 s{shifted} (the last at {at_ms[-1] / 1000:.1f} s); "
-                                 "nothing to write")
+        last = f"{at_ms[-1]} ms" if at_ms[-1] > -1000 else f"{at_ms[-1] / 1000:.1f} s"
+        raise AutofunscriptError(f"every action is before 0 s{shifted} (the last at {last}); nothing to write")
     before_zero = int(np.count_nonzero(at_ms < 0))
     if before_zero:
         at_ms, pos = _cut_at_zero(at_ms, pos)
-        report.notes.append(f"{before_zero} actions before 0 s cut at 0 (players reject negative times)")
+        plural = "" if before_zero == 1 else "s"
+        report.notes.append(f"{before_zero} action{plural} before 0 s cut at 0 (players reject negative times)")
     v = speeds(at_ms, pos)
     report.max_speed_before = float(v.max()) if v.size else 0.0
     if settings.max_speed > 0:
