@@ -15,6 +15,7 @@ import pytest
 
 from autofunscript.errors import VideoError
 from autofunscript.video import open_video, probe
+from autofunscript.video.stream import duration_tag
 from video_clips import level_frames, noise_frames, write_audio, write_video
 
 
@@ -383,6 +384,16 @@ def test_truncated_file_without_a_frame_index_warns_from_its_header(tmp_path: Pa
     stopped = [w for w in warnings if "decoding stopped at" in w]
     assert len(stopped) == 1 and f"cut{suffix}: decoding stopped at" in stopped[0], warnings
     assert not any(f"whole{suffix}" in w for w in warnings), warnings  # a whole file is not called cut short
+
+
+@pytest.mark.parametrize("metadata, tag", [({"DURATION": "00:00:02.0"}, "00:00:02.0"),
+                                           # mkvmerge's tags, in English, as FFmpeg names them
+                                           ({"BPS-eng": "9", "DURATION-eng": "00:00:03.0"}, "00:00:03.0"),
+                                           ({"duration": "00:00:04.0"}, "00:00:04.0"),
+                                           ({"DURATIONS": "1", "ENCODER": "x"}, None)])
+def test_duration_tag_is_found_whatever_its_language(metadata: dict, tag: str | None) -> None:
+    assert duration_tag(metadata) == tag
+
 
 def test_truncated_file_without_its_index_is_refused(tmp_path: Path) -> None:
     path = write_video(tmp_path / "cut_noindex.mp4", noise_frames(30))  # index written at the end

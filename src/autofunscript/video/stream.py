@@ -289,7 +289,7 @@ class _Decoder:
         """Where the header, written before the frames, says the video stream ends, in the frames' time (from the
         stream's start): Matroska's DURATION tag of the stream, an AVI header's frame count. None where the header
         says nothing of its own (MPEG-TS), or only for every stream at once (the audio may run longer)."""
-        tag = self.stream.metadata.get("DURATION")
+        tag = duration_tag(self.stream.metadata)
         if tag:
             try:
                 # ffmpeg counts it from zero; a muxer counting from the stream's start makes the promise shorter,
@@ -538,6 +538,15 @@ def _sample_decode_times(container: av.container.InputContainer,
     if len(entries) != stream.frames:
         return None
     return sorted(entry.timestamp for entry in entries if not entry.is_discard)
+
+
+def duration_tag(metadata: dict[str, str]) -> str | None:
+    """A Matroska stream's DURATION tag. FFmpeg names a tag with a language other than "und" NAME-lang, and
+    mkvmerge has written it as English, so DURATION-eng is the same promise."""
+    for key, value in metadata.items():
+        if key.upper() == "DURATION" or key.upper().startswith("DURATION-"):
+            return value
+    return None
 
 
 def _constant_rate(decode_times: list[int], time_base: Fraction) -> float | None:
