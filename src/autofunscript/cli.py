@@ -101,14 +101,14 @@ def _post_options(func):
     """Options shared by generate and tune (the post-processing knobs)."""
     options = [
         click.option("--range", "range_", default="0,100", show_default=True, metavar="MIN,MAX",
-                     help="Position range of the output."),
+                     help="Position range of the output (generate: of the stroke; extra axes keep 0-100)."),
         click.option("--max-speed", default=400.0, show_default=True, type=Number(min=0), metavar="N",
                      help="Speed limit in pos/s (0: none)."),
         click.option("--smooth", "smooth_ms", default=None, type=Number(0, MAX_SMOOTH_MS), metavar="MS",
                      help="Gaussian smoothing sigma in ms."),
         click.option("--simplify", default=2.0, show_default=True, type=Number(0, 100), metavar="EPS",
                      help="Drop points within EPS positions of the line through their neighbours."),
-        click.option("--invert", is_flag=True, help="Flip positions (100 - pos)."),
+        click.option("--invert", is_flag=True, help="Flip positions (100 - pos; generate: the stroke's only)."),
         click.option("--offset", "offset_ms", default=0, show_default=True,
                      type=click.IntRange(-MAX_OFFSET_MS, MAX_OFFSET_MS), metavar="MS",
                      help="Shift all actions by MS (positive = later)."),
