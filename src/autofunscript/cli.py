@@ -359,6 +359,9 @@ def evaluate_command(pred_path: Path, ref_path: Path, as_json: bool, min_swing: 
     from autofunscript.script.funscript import read_funscript
 
     pred, ref = read_funscript(pred_path), read_funscript(ref_path)
+    if len(ref) < 2:  # a prediction may be empty (it then scores 0); a reference must span some time
+        raise AutofunscriptError(f"{ref_path}: {len(ref)} action{'' if len(ref) == 1 else 's'}, "
+                                 "no span of time to score against")
     result = evaluate(pred, ref, min_swing=min_swing, fps=fps)
     if as_json:
         click.echo(json.dumps({"pred": str(pred_path), "ref": str(ref_path), **result.to_dict()}))

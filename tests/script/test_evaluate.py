@@ -164,3 +164,16 @@ def test_evaluate_command_json_and_table(tmp_path):
                            text=True, timeout=120)
     assert table.returncode == 0
     assert "+100 ms (prediction late)" in table.stdout and "extrema F1" in table.stdout
+
+
+def test_evaluate_command_refuses_a_reference_with_no_span_but_scores_an_empty_prediction(tmp_path):
+    (tmp_path / "one.funscript").write_text('{"actions":[{"at":500,"pos":50}]}')
+    write_funscript(stroking(seed=11), tmp_path / "ref.funscript")
+    command = [sys.executable, "-m", "autofunscript", "evaluate"]
+    refused = subprocess.run([*command, "ref.funscript", "one.funscript"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.strip() == "error: one.funscript: 1 action, no span of time to score against"
+    scored = subprocess.run([*command, "one.funscript", "ref.funscript", "--json"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert scored.returncode == 0 and json.loads(scored.stdout)["extrema_f1"] == 0.0
