@@ -400,7 +400,8 @@ def evaluate_command(pred_path: Path, ref_path: Path, as_json: bool, min_swing: 
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="MP4 to write; the truth .funscript and .synth.json go beside it.")
 @click.option("--preset", default="easy", show_default=True, metavar="NAME", help="easy, medium, hard, cuts or vr.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Scene, motion and noise seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Scene, motion and noise seed.")
 @click.option("--size", metavar="WxH", help="Frame size (default 640x360; 1280x640 for vr).")
 @click.option("--fps", default=30.0, show_default=True, type=float, help="Nominal frame rate.")
 @click.option("--vfr", is_flag=True, help="Variable frame rate: jittered frame intervals, real pts in the file.")
@@ -410,8 +411,10 @@ def evaluate_command(pred_path: Path, ref_path: Path, as_json: bool, min_swing: 
 def synth(script_path: Path, out: Path, preset: str, seed: int, size: str | None, fps: float, vfr: bool,
           start_s: float, duration_s: float | None, force: bool) -> None:
     """Render a synthetic clip whose subject moves exactly as the reference script says, with its truth script."""
+    from autofunscript.synth.presets import get_preset
     from autofunscript.synth.render import parse_size, render_clip
 
+    get_preset(preset)  # a wrong name is the first thing to hear about, before the paths
     result = render_clip(script_path, out, preset=preset, seed=seed, size=parse_size(size) if size else None,
                          fps=fps, start_s=start_s, duration_s=duration_s, vfr=vfr, force=force)
     length = result.frame_times_s[-1] + 1 / fps

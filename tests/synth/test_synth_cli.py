@@ -63,6 +63,15 @@ def test_bad_size_and_preset_are_refused(tmp_path: Path, ref: Path) -> None:
                    "641x360")
     assert_refused(run_cli("--script", ref, "--out", "clip.mp4", "--preset", "nightmare", cwd=tmp_path), tmp_path,
                    "nightmare")
+    # the wrong name is told first, not the missing folder it would have gone to
+    assert_refused(run_cli("--script", ref, "--out", "missing/clip.mp4", "--preset", "nightmare", cwd=tmp_path),
+                   tmp_path, "unknown synth preset 'nightmare'")
+
+
+def test_negative_seed_is_a_usage_error(tmp_path: Path, ref: Path) -> None:
+    result = run_cli("--script", ref, "--out", "clip.mp4", "--seed", "-1", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Invalid value for '--seed'" in result.stderr and not list(tmp_path.glob("clip*"))
 
 
 def assert_refused(result: subprocess.CompletedProcess[str], folder: Path, names: str) -> None:
