@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -315,25 +316,55 @@ def test_interrupt_keeps_finished_scripts_writes_nothing_half_and_a_rerun_comple
     assert [o.status for o in rerun.outcomes] == [SKIPPED if s == WRITTEN else WRITTEN for s in statuses]
 
 
+def _session_processes(session: int) -> list[int]:
+    """Pids of the live processes in a session (zombies excluded), from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _session_ends(session: int, within_s: float) -> bool:
+    """Whether every process of the session is gone within `within_s` (the fork server takes a moment)."""
+    deadline = time.monotonic() + within_s
+    while _session_processes(session):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.mark.slow
-def test_ctrl_c_on_the_command_exits_130_and_leaves_only_whole_scripts(tmp_path: Path) -> None:
-    for i in range(3):
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+@pytest.mark.parametrize("signum, to_group, code", [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143),
+                                                    (signal.SIGTERM, True, 143)])
+def test_ctrl_c_or_sigterm_stops_the_workers_and_leaves_only_whole_scripts(tmp_path: Path, signum: int,
+                                                                           to_group: bool, code: int) -> None:
+    for i in range(4):
         make_clip(tmp_path / f"clip{i}.mp4", seconds=6.0, seed=i)
-    proc = subprocess.Popen([sys.executable, "-m", "autofunscript", "batch", str(tmp_path), "--workers", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "autofunscript", "batch", str(tmp_path), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        first = proc.stdout.readline()  # the first finished video
+        first = proc.stdout.readline()  # the first finished video; the second worker is busy with another
         assert first.startswith("written "), first + proc.stderr.read()
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
+        # a terminal's Ctrl+C and a service manager's stop reach the whole group; `kill PID` only the batch
+        os.killpg(proc.pid, signum) if to_group else os.kill(proc.pid, signum)
         out, err = proc.communicate(timeout=120)
+        # less than a video's time: a worker left running would still be at it, and write its script later
+        assert _session_ends(proc.pid, within_s=1.0), "worker processes outlived the batch"
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None or _session_processes(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err + out
+    assert proc.returncode == code, err
+    assert "Traceback" not in err + out and err == ""
     assert "interrupted" in out
     scripts = sorted(tmp_path.glob("*.funscript"))
-    assert 1 <= len(scripts) < 3
+    assert 1 <= len(scripts) < 4
     for script in scripts:
         assert len(read_funscript(script)) > 10
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -370,3 +401,44 @@ def test_ray_engine_on_a_local_cluster_writes_the_same_scripts(first_run: dict, 
     assert [o.status for o in result.outcomes] == [WRITTEN, WRITTEN]
     expected = {k: v for k, v in _scripts_of(first_run["folder"]).items() if k.split(".")[0] in ("beta", "gamma")}
     assert _scripts_of(tmp_path) == expected
+
+
+@pytest.fixture()
+def workerless_scheduler():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_a_dask_scheduler_without_workers_is_an_error_not_a_hang(first_run: dict, workerless_scheduler: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from autofunscript import batch
+    from autofunscript.errors import AutofunscriptError
+
+    monkeypatch.setattr(batch, "NO_WORKERS_TIMEOUT_S", 2.0)
+    started = time.monotonic()
+    with pytest.raises(AutofunscriptError, match=f"{workerless_scheduler}: the Dask scheduler has had no workers"):
+        run_batch(find_videos([first_run["folder"] / "alpha.mp4"]), OPTIONS, engine="dask",
+                  address=workerless_scheduler, force=True)
+    assert time.monotonic() - started < 10
+
+
+def test_ctrl_c_stops_at_once_on_a_dask_scheduler_without_workers(first_run: dict, tmp_path: Path,
+                                                                 workerless_scheduler: str) -> None:
+    import threading
+
+    for name in GOOD_CLIPS:
+        shutil.copy(first_run["folder"] / name, tmp_path / name)
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # the batch loop takes it as Ctrl+C
+    started = time.monotonic()
+    result = run_batch(find_videos([tmp_path]), OPTIONS, engine="dask", address=workerless_scheduler)
+    assert result.stop_signal == signal.SIGINT and time.monotonic() - started < 10
+    assert [o.status for o in result.outcomes] == [INTERRUPTED] * 3 and not list(tmp_path.glob("*.funscript"))
+
+
+@pytest.mark.parametrize("address, message", [("bogus", "missing port number"), ("http://x", "unknown address scheme")])
+def test_a_bad_dask_address_is_a_one_line_error(first_run: dict, address: str, message: str, capsys) -> None:
+    pytest.importorskip("distributed")
+    code, _, err = run_main("batch", first_run["folder"], "--engine", "dask", "--address", address, capsys=capsys)
+    assert code == 2 and err.startswith(f"error: {address}: cannot reach the Dask scheduler") and message in err
+    assert len(err.splitlines()) == 1

@@ -48,6 +48,7 @@ WRITTEN, SKIPPED, FAILED, INTERRUPTED = "written", "skipped", "failed", "interru
 PROGRESS_INTERVAL_S = 0.25  # workers report (and look for a stop request) at most this often
 POLL_INTERVAL_S = 0.1
 HEATMAP_SIZE = (400, 72)
+NO_WORKERS_TIMEOUT_S = 60.0  # a cluster without workers for this long is taken as broken
 
 
 # --- finding the videos ------------------------------------------------------------------------------
@@ -231,13 +232,23 @@ class _LocalChannel:
         self.queue.put((index, done_s, total_s))
 
     def stop_requested(self) -> bool:
-        return self.stop.is_set()
+        import multiprocessing
+
+        # a parent killed outright (SIGKILL) can no longer ask: its worker stops rather than finish unwatched
+        parent = multiprocessing.parent_process()
+        return self.stop.is_set() or (parent is not None and not parent.is_alive())
 
 
 def _run_in_child(job: VideoJob, queue: Any, stop: Any, sender: Any) -> None:
-    # Ctrl+C reaches the whole process group: the parent alone decides, and tells workers via the stop event
+    # Ctrl+C and a service manager's SIGTERM reach the whole process group: the parent alone decides, and
+    # tells workers via the stop event
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sender.send(process_video(job, _LocalChannel(queue, stop)))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    outcome = process_video(job, _LocalChannel(queue, stop))
+    try:
+        sender.send(outcome)
+    except OSError:  # the parent is gone: there is no one to tell
+        pass
     sender.close()
 
 
@@ -376,10 +387,11 @@ class _DaskEngine:
             raise AutofunscriptError("--engine dask needs Dask distributed: "
                                      "pip install 'autofunscript[dask]'") from None
         self.cluster = None
+        self.address = address
         if address:
             try:
                 self.client = Client(address, timeout="10s")
-            except OSError as exc:
+            except (OSError, ValueError, TypeError) as exc:  # unreachable, or not an address (no port, http://)
                 raise AutofunscriptError(f"{address}: cannot reach the Dask scheduler ({exc})") from None
         else:
             with _sigint_ignored():  # its worker processes inherit that: only we handle Ctrl+C
@@ -391,22 +403,46 @@ class _DaskEngine:
                                     f"autofunscript-stop-{uuid.uuid4().hex}")
         self.queue = Queue(self.channel.queue_name, client=self.client)
         self.stop = Event(self.channel.event_name, client=self.client)
+        self.submitted: dict[str, tuple[Any, VideoJob]] = {}  # by task key: future and job
+        self.worker_seen = self.worker_checked = time.monotonic()
 
     def submit(self, job: VideoJob) -> Any:
-        return self.client.submit(process_video, job, self.channel, pure=False,
-                                  key=f"video-{job.index}-{uuid.uuid4().hex}")
+        future = self.client.submit(process_video, job, self.channel, pure=False,
+                                    key=f"video-{job.index}-{uuid.uuid4().hex}")
+        self.submitted[future.key] = future, job
+        return future
 
     def done(self, handle: Any) -> bool:
         return handle.done()
 
     def outcome(self, handle: Any) -> VideoOutcome:
+        if handle.cancelled():  # by request_stop, before it started
+            job = self.submitted[handle.key][1]
+            return VideoOutcome(job.video, job.script, INTERRUPTED)
         return handle.result()
 
     def progress(self) -> list[tuple[int, float, float]]:
+        self._check_workers()
         return [tuple(m) for m in self.queue.get(batch=True)]
+
+    def _check_workers(self) -> None:
+        """Fail rather than wait forever on a scheduler without workers (none started, or all gone)."""
+        now = time.monotonic()
+        if now - self.worker_checked < 1.0:
+            return
+        self.worker_checked = now
+        if self.client.nthreads():
+            self.worker_seen = now
+        elif now - self.worker_seen > NO_WORKERS_TIMEOUT_S:
+            raise AutofunscriptError(f"{self.address or 'local cluster'}: the Dask scheduler has had no workers "
+                                     f"for {NO_WORKERS_TIMEOUT_S:.0f} s; finished scripts are kept")
 
     def request_stop(self) -> None:
         self.stop.set()
+        # Tasks not yet on a worker are cancelled, so a stop needs no worker (there may be none). Any task that
+        # starts from here on sees the stop flag and returns at once, so the race with cancel is harmless.
+        started = {key for keys in self.client.processing().values() for key in keys}
+        self.client.cancel([f for key, (f, _) in self.submitted.items() if key not in started and not f.done()])
 
     def close(self) -> None:
         self.client.close()
@@ -462,8 +498,8 @@ class _RayEngine:
                 with _sigint_ignored():
                     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                              logging_level=logging.ERROR)
-        except ConnectionError as exc:
-            raise AutofunscriptError(f"{address}: cannot reach the Ray cluster ({exc})") from None
+        except (ConnectionError, ValueError) as exc:  # unreachable, or not an address
+            raise AutofunscriptError(f"{address or 'local Ray'}: cannot reach the Ray cluster ({exc})") from None
         self.workers = max(int(ray.cluster_resources().get("CPU", 1)), 1)
         self.channel = _RayChannel(ray.remote(_RayChannelState).remote())
         self.task = ray.remote(num_cpus=1)(process_video)
@@ -526,9 +562,13 @@ class BatchListener(Protocol):
 class BatchResult:
     outcomes: list[VideoOutcome]  # one per video, in the order found
     elapsed_s: float
-    interrupted: bool
+    stop_signal: int  # the signal (Ctrl+C, SIGTERM) that stopped the run; 0 if none
     engine: str
     workers: int
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_signal != 0
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -557,77 +597,92 @@ def plan_jobs(videos: Sequence[Path], options: GenerateOptions,
     return jobs, decided
 
 
-@contextmanager
-def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
-    """Turn the first Ctrl+C into a stop request; a second one interrupts at once.
+class _StopSignals:
+    """Turn the first Ctrl+C or SIGTERM into a stop request (remembered in `signum`); a second one interrupts at once.
 
     A KeyboardInterrupt can land anywhere, even in a finaliser where Python swallows it, so the batch loop
-    polls a flag instead. Left alone outside the main thread and where Ctrl+C is ignored (background jobs).
+    polls a flag instead. SIGTERM is handled like Ctrl+C, as the default (dying at once) would leave local
+    workers running on their own. Signals are left alone outside the main thread and where they are ignored.
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        yield
-        return
 
-    def on_ctrl_c(signum: int, frame: Any) -> None:
-        if stop.is_set():
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.previous: dict[int, Any] = {}
+
+    @property
+    def stopping(self) -> bool:
+        return self.signum != 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stopping:
             raise KeyboardInterrupt
-        stop.set()
+        self.signum = signum
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                if signal.getsignal(signum) != signal.SIG_IGN:
+                    self.previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def _drive(engine: Engine, jobs: list[VideoJob],
-           listener: BatchListener | None) -> tuple[dict[int, VideoOutcome], bool]:
-    """Run the jobs to the end, or on Ctrl+C stop the workers and collect what they finished."""
+           listener: BatchListener | None) -> tuple[dict[int, VideoOutcome], int]:
+    """Run the jobs to the end, or on Ctrl+C or SIGTERM stop the workers and collect what they finished.
+
+    Returns the outcomes by job index and the signal that stopped the run (0 if none).
+    """
     pending = {engine.submit(job): job for job in jobs}
     by_index = {job.index: job for job in jobs}
     outcomes: dict[int, VideoOutcome] = {}
-    stop = threading.Event()
 
-    def collect() -> None:
-        for index, done_s, total_s in engine.progress():
-            if listener is not None and index in by_index and index not in outcomes:
-                listener.progress(by_index[index], done_s, total_s)
-        for handle in [h for h in pending if engine.done(h)]:
-            job = pending.pop(handle)
-            try:
-                outcome = engine.outcome(handle)
-            except Exception as exc:  # the worker died: the video is not done
-                outcome = VideoOutcome(job.video, job.script, INTERRUPTED if stop.is_set() else FAILED,
-                                       error=f"{job.video}: worker failed ({type(exc).__name__}: {exc})")
-            outcomes[job.index] = outcome
-            if listener is not None:
-                listener.finished(outcome)
+    with _StopSignals() as stop:
+        def collect() -> None:
+            for index, done_s, total_s in engine.progress():
+                if listener is not None and index in by_index and index not in outcomes:
+                    listener.progress(by_index[index], done_s, total_s)
+            for handle in [h for h in pending if engine.done(h)]:
+                job = pending.pop(handle)
+                try:
+                    outcome = engine.outcome(handle)
+                except Exception as exc:  # the worker died: the video is not done
+                    outcome = VideoOutcome(job.video, job.script, INTERRUPTED if stop.stopping else FAILED,
+                                           error=f"{job.video}: worker failed ({type(exc).__name__}: {exc})")
+                outcomes[job.index] = outcome
+                if listener is not None:
+                    listener.finished(outcome)
 
-    with _ctrl_c_sets(stop):
         try:
-            while pending and not stop.is_set():
+            while pending and not stop.stopping:
                 collect()
                 time.sleep(POLL_INTERVAL_S)
-        except KeyboardInterrupt:
-            stop.set()
-        if stop.is_set():
+        except KeyboardInterrupt:  # raised by a listener, or Ctrl+C outside the main thread's handler
+            stop.signum = signal.SIGINT
+        if stop.stopping:
             engine.request_stop()  # running videos stop at their next progress report, queued ones at their start
             while pending:
                 collect()
                 time.sleep(POLL_INTERVAL_S)
-    return outcomes, stop.is_set()
+    return outcomes, stop.signum
 
 
 def run_jobs(jobs: list[VideoJob], *, engine: str = "local", workers: int | None = None, address: str | None = None,
-             listener: BatchListener | None = None) -> tuple[dict[int, VideoOutcome], bool, int]:
-    """Run jobs on an engine: their outcomes by job index, whether Ctrl+C stopped the run, and the workers used."""
+             listener: BatchListener | None = None) -> tuple[dict[int, VideoOutcome], int, int]:
+    """Run jobs on an engine: their outcomes by job index, the signal that stopped the run (0 if none: see
+    _drive), and the workers used."""
     if not jobs:
-        return {}, False, 0
+        return {}, 0, 0
     with open_engine(engine, min(workers or default_workers(), len(jobs)), address) as runner:
         if listener is not None:
             listener.started(jobs, runner.workers)
-        outcomes, interrupted = _drive(runner, jobs, listener)
-        return outcomes, interrupted, runner.workers
+        outcomes, stop_signal = _drive(runner, jobs, listener)
+        return outcomes, stop_signal, runner.workers
 
 
 def run_batch(videos: Sequence[Path], options: GenerateOptions = GenerateOptions(), *, engine: str = "local",
@@ -639,11 +694,11 @@ def run_batch(videos: Sequence[Path], options: GenerateOptions = GenerateOptions
     if listener is not None:
         for index in sorted(outcomes):
             listener.finished(outcomes[index])
-    ran, interrupted, slots = run_jobs(jobs, engine=engine, workers=workers, address=address, listener=listener)
+    ran, stop_signal, slots = run_jobs(jobs, engine=engine, workers=workers, address=address, listener=listener)
     outcomes.update(ran)
     for job in jobs:  # only after Ctrl+C can a job lack an outcome
         outcomes.setdefault(job.index, VideoOutcome(job.video, job.script, INTERRUPTED))
-    return BatchResult([outcomes[i] for i in range(len(videos))], time.perf_counter() - started, interrupted,
+    return BatchResult([outcomes[i] for i in range(len(videos))], time.perf_counter() - started, stop_signal,
                        engine, slots)
 
 
@@ -843,12 +898,12 @@ def summary_line(result: BatchResult) -> str:
 
 
 EXIT_SOME_FAILED = 1
-EXIT_INTERRUPTED = 130
 
 
 def run_cli(paths: Sequence[Path], options: GenerateOptions, *, recursive: bool, engine: str, workers: int | None,
             address: str | None, force: bool, report: Path | None) -> int:
-    """The `batch` command: returns 0 when every video has a script, 1 when some failed, 130 after Ctrl+C."""
+    """The `batch` command: returns 0 when every video has a script, 1 when some failed, 130 after Ctrl+C
+    (143 after SIGTERM)."""
     if report is not None:
         check_report_path(report)
     if address and workers:
@@ -869,5 +924,5 @@ def run_cli(paths: Sequence[Path], options: GenerateOptions, *, recursive: bool,
     if result.interrupted:
         console.print("interrupted: finished scripts are kept; run the same command again to do the rest",
                       markup=False, soft_wrap=True)
-        return EXIT_INTERRUPTED
+        return 128 + result.stop_signal  # the shell's convention: 130 after Ctrl+C, 143 after SIGTERM
     return EXIT_SOME_FAILED if result.failed else 0
