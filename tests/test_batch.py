@@ -442,3 +442,16 @@ def test_a_bad_dask_address_is_a_one_line_error(first_run: dict, address: str, m
     code, _, err = run_main("batch", first_run["folder"], "--engine", "dask", "--address", address, capsys=capsys)
     assert code == 2 and err.startswith(f"error: {address}: cannot reach the Dask scheduler") and message in err
     assert len(err.splitlines()) == 1
+
+
+def test_warnings_logged_by_generate_land_in_the_videos_outcome(tmp_path: Path) -> None:
+    full = make_clip(tmp_path / "full.mkv", seconds=6.0).read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(full[:len(full) * 6 // 10])  # Matroska keeps its 6 s header
+    (tmp_path / "full.mkv").unlink()
+    make_clip(tmp_path / "whole.mkv")
+    result = run_batch(find_videos([tmp_path]), OPTIONS, workers=2)  # each in a worker process
+    cut, whole = result.outcomes
+    assert cut.status == WRITTEN and whole.status == WRITTEN
+    assert any(re.fullmatch(rf"{re.escape(str(cut.video))}: decoding stopped at [\d.]+ s of 6.00 s .*", w)
+               for w in cut.warnings), cut.warnings
+    assert not any("decoding stopped" in w for w in whole.warnings)

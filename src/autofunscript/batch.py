@@ -171,8 +171,51 @@ def _describe_script(outcome: VideoOutcome, script: Funscript) -> None:
                                 f"(fastest {stats.max_speed:.0f})")
 
 
+class _WarningCollector(logging.Handler):
+    """Keeps the warnings logged while one video is processed, for its outcome (and off the worker's stderr).
+
+    A worker process usually runs one video at a time, and then every warning is that video's, whichever
+    thread (the decoder's, say) logged it. Where videos share a process (Dask threads), a warning goes to
+    the video whose thread logged it or whose path it names; one that fits none is left out of the outcomes.
+    """
+
+    _active: list[_WarningCollector] = []
+    _lock = threading.Lock()
+
+    def __init__(self, video: Path) -> None:
+        super().__init__(logging.WARNING)
+        self.video, self.thread = str(video), threading.get_ident()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            alone = len(self._active) == 1
+        return alone or record.thread == self.thread or self.video in record.getMessage()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> _WarningCollector:
+        with self._lock:
+            self._active.append(self)
+        log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        log.removeHandler(self)
+        with self._lock:
+            self._active.remove(self)
+
+
 def process_video(job: VideoJob, channel: WorkerChannel) -> VideoOutcome:
     """Generate and write one video's script. Never raises for a bad video: the outcome says what happened."""
+    with _WarningCollector(job.video) as collector:
+        outcome = _process_video(job, channel)
+    outcome.warnings[:0] = collector.messages  # what generate logged, before the batch's own remarks
+    return outcome
+
+
+def _process_video(job: VideoJob, channel: WorkerChannel) -> VideoOutcome:
     started = time.perf_counter()
     outcome = VideoOutcome(job.video, job.script, FAILED)
     if job.script.exists() and not job.force:
