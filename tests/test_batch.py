@@ -455,3 +455,32 @@ def test_warnings_logged_by_generate_land_in_the_videos_outcome(tmp_path: Path) 
     assert any(re.fullmatch(rf"{re.escape(str(cut.video))}: decoding stopped at [\d.]+ s of 6.00 s .*", w)
                for w in cut.warnings), cut.warnings
     assert not any("decoding stopped" in w for w in whole.warnings)
+
+
+@pytest.mark.parametrize("report, message", [
+    ("taken", "taken: is a folder; give the report file's name"),
+    ("a-file/report.json", "a-file/report.json: {tmp}/a-file is a file, not a folder"),
+    ("notes.html", "notes.html: exists and is not a batch report; choose another name"),
+])
+def test_a_bad_report_path_is_refused_before_any_video_starts(tmp_path: Path, report: str, message: str,
+                                                              capsys) -> None:
+    make_clip(tmp_path / "clip.mp4")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "notes.html").write_text("<html>someone's own page</html>")
+    code, _, err = run_main("batch", tmp_path, "--report", tmp_path / report, capsys=capsys)
+    assert code == 2 and err == f"error: {tmp_path}/{message.format(tmp=tmp_path)}\n"
+    assert not (tmp_path / "clip.funscript").exists()
+    assert (tmp_path / "notes.html").read_text() == "<html>someone's own page</html>"
+
+
+def test_an_earlier_report_is_replaced(first_run: dict, tmp_path: Path, capsys) -> None:
+    shutil.copy(first_run["folder"] / "alpha.mp4", tmp_path / "alpha.mp4")
+    shutil.copy(first_run["folder"] / "alpha.funscript", tmp_path / "alpha.funscript")
+    shutil.copy(first_run["report"], tmp_path / "earlier.html")
+    for report in (tmp_path / "report.json", tmp_path / "earlier.html"):
+        before = report.read_text() if report.exists() else None
+        for _ in range(2):
+            code, out, err = run_main("batch", tmp_path, "--report", report, capsys=capsys)
+            assert code == 0 and f"report: {report}" in out, err
+        assert report.read_text() != before and "alpha.mp4" in report.read_text()

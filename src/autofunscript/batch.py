@@ -853,16 +853,39 @@ def report_html(result: BatchResult, options: GenerateOptions, scripts: Sequence
     )
 
 
+_REPORT_MARKS = ('"generator": "autofunscript ', "<title>autofunscript batch report</title>")
+
+
+def _is_a_report(path: Path) -> bool:
+    """Whether a file is an earlier batch report (which a run replaces), judged by its first bytes."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return any(mark in head for mark in _REPORT_MARKS)
+
+
 def check_report_path(path: Path) -> None:
+    """Refuse a report path before any video is started: after hours of work is too late to hear of a typo."""
+    folder = path.parent
+    if path.is_dir():
+        raise AutofunscriptError(f"{path}: is a folder; give the report file's name")
     if path.suffix.lower() not in REPORT_SUFFIXES:
         raise AutofunscriptError(f"{path}: the report is JSON or HTML, name the file *.json or *.html")
-    if not path.parent.is_dir():
-        raise AutofunscriptError(f"{path}: folder {path.parent} does not exist")
+    if folder.exists() and not folder.is_dir():
+        raise AutofunscriptError(f"{path}: {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise AutofunscriptError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AutofunscriptError(f"{path}: folder {folder} is not writable")
+    if path.exists() and not _is_a_report(path):
+        raise AutofunscriptError(f"{path}: exists and is not a batch report; choose another name")
 
 
 def write_report(result: BatchResult, options: GenerateOptions, path: Path) -> None:
-    """JSON or HTML by the file's suffix; replaced on every run, as it describes the whole batch."""
-    check_report_path(path)
+    """JSON or HTML by the file's suffix; an earlier report is replaced, as it describes the whole batch."""
+    check_report_path(path)  # again: the file system may have changed during the run
     scripts = load_scripts(result)
     if path.suffix.lower() == ".json":
         text = json.dumps(report_data(result, options), indent=2) + "\n"
