@@ -484,3 +484,17 @@ def test_an_earlier_report_is_replaced(first_run: dict, tmp_path: Path, capsys) 
             code, out, err = run_main("batch", tmp_path, "--report", report, capsys=capsys)
             assert code == 0 and f"report: {report}" in out, err
         assert report.read_text() != before and "alpha.mp4" in report.read_text()
+
+
+@pytest.mark.parametrize("folder_name", ["clip.funscript", "clip.roll.funscript"])
+def test_a_folder_where_a_script_goes_fails_that_video_with_a_clear_message(first_run: dict, tmp_path: Path,
+                                                                            folder_name: str) -> None:
+    shutil.copy(first_run["folder"] / "alpha.mp4", tmp_path / "clip.mp4")
+    (tmp_path / folder_name).mkdir()
+    for force in (False, True):
+        result = run_batch(find_videos([tmp_path]), OPTIONS, workers=1, force=force)
+        (outcome,) = result.outcomes
+        assert outcome.status == FAILED and outcome.error == (
+            f"{tmp_path / 'clip.mp4'}: a folder is where its script goes ({tmp_path / folder_name}); "
+            "move or rename the folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", folder_name]

@@ -34,7 +34,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.pipeline import GenerateOptions, describe_rivals, generate
-from autofunscript.script.funscript import Funscript, atomic_write_text, read_funscript, write_funscript
+from autofunscript.script.funscript import Funscript, atomic_write_text, axis_path, read_funscript, write_funscript
 from autofunscript.script.stats import FAST_POS_PER_S, script_stats
 
 log = logging.getLogger("autofunscript")
@@ -630,9 +630,13 @@ def plan_jobs(videos: Sequence[Path], options: GenerateOptions,
     for index, video in enumerate(videos):
         script = script_path_for(video)
         first = owner.setdefault(script.resolve(), video)
+        in_the_way = [p for p in (script, *(axis_path(script, axis) for axis in options.axes)) if p.is_dir()]
         if first is not video:
             decided[index] = VideoOutcome(video, script, FAILED,
                                           error=f"{video}: its script {script.name} is also {first.name}'s; rename one")
+        elif in_the_way:
+            decided[index] = VideoOutcome(video, script, FAILED, error=f"{video}: a folder is where its script "
+                                          f"goes ({in_the_way[0]}); move or rename the folder")
         elif script.exists() and not force:
             decided[index] = VideoOutcome(video, script, SKIPPED)
         else:
