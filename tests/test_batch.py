@@ -497,4 +497,4 @@ def test_a_folder_where_a_script_goes_fails_that_video_with_a_clear_message(firs
         assert outcome.status == FAILED and outcome.error == (
             f"{tmp_path / 'clip.mp4'}: a folder is where its script goes ({tmp_path / folder_name}); "
             "move or rename the folder")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", folder_name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["clip.mp4", folder_name])
