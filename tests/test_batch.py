@@ -112,15 +112,30 @@ def test_find_videos_is_sorted_skips_hidden_and_non_videos_and_recurses_on_reque
     assert names(find_videos([tmp_path / "c.webm", tmp_path])) == ["c.webm", "a.MKV", "b.mp4"]
 
 
-def test_find_videos_refuses_a_missing_path_and_warns_about_named_non_videos(tmp_path: Path,
-                                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_find_videos_refuses_a_missing_path_and_skips_named_funscripts(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
     from autofunscript.errors import AutofunscriptError
 
     with pytest.raises(AutofunscriptError, match="nothing-here: no such file or folder"):
         find_videos([tmp_path / "nothing-here"])
     (tmp_path / "clip.funscript").write_text("{}")
-    assert find_videos([tmp_path / "clip.funscript"]) == []
-    assert "clip.funscript: not a video file extension" in caplog.text
+    (tmp_path / "clip.roll.funscript").write_text("{}")
+    assert find_videos([tmp_path / "clip.funscript", tmp_path / "clip.roll.funscript"]) == []
+    assert "clip.funscript: a funscript, not a video; skipped" in caplog.text
+    assert "clip.roll.funscript: a funscript, not a video; skipped" in caplog.text
+
+
+def test_transport_streams_are_found_and_named_files_are_tried_whatever_their_extension(tmp_path: Path) -> None:
+    for name in ("broadcast.ts", "camcorder.MTS", "bluray.m2ts"):
+        make_clip(tmp_path / name)
+    shutil.copy(tmp_path / "broadcast.ts", tmp_path / "download.bin")
+    (tmp_path / "notes.txt").write_text("not a video")
+    videos = find_videos([tmp_path, tmp_path / "download.bin", tmp_path / "notes.txt"])
+    assert [v.name for v in videos] == ["bluray.m2ts", "broadcast.ts", "camcorder.MTS", "download.bin", "notes.txt"]
+    result = run_batch(videos, OPTIONS, workers=2)
+    assert [o.status for o in result.outcomes] == [WRITTEN] * 4 + [FAILED]
+    assert result.failed[0].error.startswith(f"{tmp_path / 'notes.txt'}: not a video")
+    assert len(read_funscript(tmp_path / "download.funscript")) > 10
 
 
 # --- the CLI over good and broken files ---------------------------------------------------------------

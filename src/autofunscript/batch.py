@@ -39,7 +39,9 @@ from autofunscript.script.stats import FAST_POS_PER_S, script_stats
 
 log = logging.getLogger("autofunscript")
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".wmv", ".flv", ".mpg", ".mpeg"})
+# what a folder is searched for; a file named on the command line is tried whatever its name
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".wmv", ".flv", ".mpg", ".mpeg",
+                              ".ts", ".m2ts", ".mts"})
 ENGINES = ("local", "dask", "ray")
 REPORT_SUFFIXES = (".json", ".html")
 
@@ -72,15 +74,19 @@ def _videos_in(folder: Path, recursive: bool) -> Iterator[Path]:
 
 
 def find_videos(paths: Sequence[Path], recursive: bool = False) -> list[Path]:
-    """Videos named directly or found in folders (sorted, hidden files skipped), each once, in argument order."""
+    """Videos named directly or found in folders (sorted, hidden files skipped), each once, in argument order.
+
+    A named file is taken as a video whatever its extension (a failure to decode it says if it is not one),
+    except a funscript, which a shell pattern such as `folder/*` names beside its video.
+    """
     found: list[Path] = []
     seen: set[Path] = set()
     for path in map(Path, paths):
         if path.is_dir():
             candidates: Iterator[Path] = _videos_in(path, recursive)
         elif path.is_file():
-            if path.suffix.lower() not in VIDEO_EXTENSIONS:
-                log.warning("%s: not a video file extension (%s), skipped", path, ", ".join(sorted(VIDEO_EXTENSIONS)))
+            if path.name.lower().endswith(".funscript"):
+                log.warning("%s: a funscript, not a video; skipped", path)
                 continue
             candidates = iter([path])
         else:
