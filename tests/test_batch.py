@@ -112,6 +112,21 @@ def test_find_videos_is_sorted_skips_hidden_and_non_videos_and_recurses_on_reque
     assert names(find_videos([tmp_path / "c.webm", tmp_path])) == ["c.webm", "a.MKV", "b.mp4"]
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="needs symlinks")
+def test_a_symlink_under_another_name_gets_its_own_script_and_one_video_reached_twice_is_done_once(
+        first_run: dict, tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(first_run["folder"] / "alpha.mp4", folder / "alpha.mp4")
+    (folder / "nice name.mp4").symlink_to("alpha.mp4")
+    (tmp_path / "shortcut").symlink_to(folder)
+    videos = find_videos([folder / "alpha.mp4", tmp_path / "shortcut", folder])
+    assert videos == [folder / "alpha.mp4", tmp_path / "shortcut" / "nice name.mp4"]
+    result = run_batch(videos, OPTIONS, workers=2)
+    assert [o.status for o in result.outcomes] == [WRITTEN, WRITTEN]
+    assert _scripts_of(folder)["nice name.funscript"] == _scripts_of(folder)["alpha.funscript"]
+
+
 def test_find_videos_refuses_a_missing_path_and_skips_named_funscripts(tmp_path: Path,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     from autofunscript.errors import AutofunscriptError

@@ -92,7 +92,9 @@ def find_videos(paths: Sequence[Path], recursive: bool = False) -> list[Path]:
         else:
             raise AutofunscriptError(f"{path}: no such file or folder")
         for video in candidates:
-            key = video.resolve()
+            # the same name in the same folder, however reached; a symlink under another name is a video of
+            # its own, as a player looks for the script beside the name it opens
+            key = video.parent.resolve() / video.name
             if key not in seen:
                 seen.add(key)
                 found.append(video)
