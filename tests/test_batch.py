@@ -512,7 +512,7 @@ def test_an_earlier_report_is_replaced(first_run: dict, tmp_path: Path, capsys) 
         before = report.read_text() if report.exists() else None
         for _ in range(2):
             code, out, err = run_main("batch", tmp_path, "--report", report, capsys=capsys)
-            assert code == 0 and f"report: {report}" in out, err
+            assert code == 0 and "1 video: 0 written, 1 skipped, 0 failed" in out and f"report: {report}" in out, err
         assert report.read_text() != before and "alpha.mp4" in report.read_text()
 
 
@@ -528,3 +528,18 @@ def test_a_folder_where_a_script_goes_fails_that_video_with_a_clear_message(firs
             f"{tmp_path / 'clip.mp4'}: a folder is where its script goes ({tmp_path / folder_name}); "
             "move or rename the folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["clip.mp4", folder_name])
+
+
+def test_a_rerun_with_other_settings_says_which_skipped_scripts_were_made_otherwise(first_run: dict, tmp_path: Path,
+                                                                                    capsys) -> None:
+    folder = first_run["folder"]
+    code, out, _ = run_main("batch", folder, "--axes", "roll", capsys=capsys)  # the first run's settings
+    assert code == 1 and "note:" not in out
+    code, out, _ = run_main("batch", folder, "--axes", "roll", "--max-speed", "300", capsys=capsys)
+    assert code == 1 and "note: 3 skipped scripts made with other settings than this run's; --force regenerates" in out
+    jobs, decided = plan_jobs([folder / "alpha.mp4", folder / "beta.mp4"], OPTIONS, force=False)
+    assert not jobs and [o.warnings for o in decided.values()] == [[], []]
+    (tmp_path / "hand.mp4").write_bytes(b"x")  # a hand-made script has no settings to compare
+    (tmp_path / "hand.funscript").write_text('{"actions": [], "metadata": {"notes": "my own"}}')
+    assert plan_jobs([tmp_path / "hand.mp4"], replace(OPTIONS, axes=()), force=False)[1][0].warnings == []
+

@@ -33,7 +33,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
-from autofunscript.pipeline import GenerateOptions, describe_rivals, generate
+from autofunscript.pipeline import GenerateOptions, _settings_note, describe_rivals, generate
 from autofunscript.script.funscript import Funscript, atomic_write_text, axis_path, read_funscript, write_funscript
 from autofunscript.script.stats import FAST_POS_PER_S, script_stats
 
@@ -51,6 +51,10 @@ PROGRESS_INTERVAL_S = 0.25  # workers report (and look for a stop request) at mo
 POLL_INTERVAL_S = 0.1
 HEATMAP_SIZE = (400, 72)
 NO_WORKERS_TIMEOUT_S = 60.0  # a cluster without workers for this long is taken as broken
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 # --- finding the videos ------------------------------------------------------------------------------
@@ -175,7 +179,7 @@ def _describe_script(outcome: VideoOutcome, script: Funscript) -> None:
     if not stats.strokes:
         outcome.warnings.append("no strokes: the script barely moves")
     if stats.fast_segments:
-        outcome.warnings.append(f"{stats.fast_segments} segments faster than {FAST_POS_PER_S:g} pos/s "
+        outcome.warnings.append(f"{_count(stats.fast_segments, 'segment')} faster than {FAST_POS_PER_S:g} pos/s "
                                 f"(fastest {stats.max_speed:.0f})")
 
 
@@ -629,6 +633,25 @@ class BatchResult:
         return [o for o in self.outcomes if o.status == FAILED]
 
 
+OTHER_SETTINGS = "made with other settings than this run's (--force regenerates it)"
+
+
+def _made_with_other_settings(script: Path, options: GenerateOptions) -> bool:
+    """Whether a finished script's notes (as generate writes them) name settings other than `options`.
+
+    Resuming skips by file alone, so a rerun with changed options would quietly keep the old scripts;
+    a script without such notes (made by hand or by another tool) is not judged.
+    """
+    try:
+        notes = json.loads(script.read_text(encoding="utf-8"))["metadata"]["notes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not isinstance(notes, str) or "settings: " not in notes:
+        return False
+    ours = f"settings: {_settings_note(options)}"
+    return f"{ours};" not in notes and not notes.endswith(ours)
+
+
 def plan_jobs(videos: Sequence[Path], options: GenerateOptions,
               force: bool) -> tuple[list[VideoJob], dict[int, VideoOutcome]]:
     """Jobs for the videos still to do, and outcomes decided without running anything (skips, clashes)."""
@@ -647,6 +670,8 @@ def plan_jobs(videos: Sequence[Path], options: GenerateOptions,
                                           f"goes ({in_the_way[0]}); move or rename the folder")
         elif script.exists() and not force:
             decided[index] = VideoOutcome(video, script, SKIPPED)
+            if _made_with_other_settings(script, options):
+                decided[index].warnings.append(OTHER_SETTINGS)
         else:
             jobs.append(VideoJob(index, video, script, options, force))
     return jobs, decided
@@ -849,8 +874,7 @@ def report_html(result: BatchResult, options: GenerateOptions, scripts: Sequence
             f'<td>{picture}</td></tr>'
         )
     counts = ", ".join(f"{n} {status}" for status, n in data["counts"].items() if n)
-    plural = "s" if result.workers != 1 else ""
-    ran_on = f" ({html.escape(result.engine)} engine, {result.workers} worker{plural})" if result.workers else ""
+    ran_on = f" ({html.escape(result.engine)} engine, {_count(result.workers, 'worker')})" if result.workers else ""
     stopped = "; interrupted" if result.interrupted else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>autofunscript batch report</title>"
@@ -915,7 +939,7 @@ def outcome_line(outcome: VideoOutcome) -> str:
                 f"{outcome.video_seconds:.0f} s of video in {outcome.seconds:.1f} s")
         return "; ".join([line, *outcome.warnings])
     if outcome.status == SKIPPED:
-        return f"skipped  {outcome.video}: {outcome.script.name} exists"
+        return "; ".join([f"skipped  {outcome.video}: {outcome.script.name} exists", *outcome.warnings])
     if outcome.status == FAILED:
         return f"failed   {outcome.error}"
     return f"stopped  {outcome.video}: interrupted, nothing written"
@@ -942,7 +966,7 @@ class ProgressDisplay:
         self.bars.stop()
 
     def started(self, jobs: list[VideoJob], workers: int) -> None:
-        self.overall = self.bars.add_task(f"{len(jobs)} videos, {workers} at a time", total=len(jobs))
+        self.overall = self.bars.add_task(f"{_count(len(jobs), 'video')}, {workers} at a time", total=len(jobs))
 
     def progress(self, job: VideoJob, done_s: float, total_s: float) -> None:
         if job.video not in self.running:
@@ -972,7 +996,7 @@ class ProgressDisplay:
 def summary_line(result: BatchResult) -> str:
     counts = [f"{result.count(status)} {status}" for status in (WRITTEN, SKIPPED, FAILED, INTERRUPTED)
               if result.count(status) or status in (WRITTEN, FAILED)]
-    return f"{len(result.outcomes)} videos: {', '.join(counts)} in {result.elapsed_s:.1f} s"
+    return f"{_count(len(result.outcomes), 'video')}: {', '.join(counts)} in {result.elapsed_s:.1f} s"
 
 
 EXIT_SOME_FAILED = 1
@@ -996,6 +1020,9 @@ def run_cli(paths: Sequence[Path], options: GenerateOptions, *, recursive: bool,
         result = run_batch(videos, options, engine=engine, workers=workers, address=address, force=force,
                            listener=display)
     console.print(summary_line(result), markup=False, soft_wrap=True)
+    if older := sum(OTHER_SETTINGS in o.warnings for o in result.outcomes if o.status == SKIPPED):
+        console.print(f"note: {_count(older, 'skipped script')} made with other settings than this run's; "
+                      "--force regenerates every script", markup=False, soft_wrap=True)
     if report is not None:
         write_report(result, options, report)
         console.print(f"report: {report}", markup=False, soft_wrap=True)
