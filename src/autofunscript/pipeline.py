@@ -424,8 +424,7 @@ def _libraries_single_threaded() -> Iterator[None]:
     320x180 frame with OpenCV's pool, 1.3 ms without; OpenBLAS's threads spin while they wait, and a window's
     192x192 eigendecomposition took 12-72 ms with two of them under load, 4-18 ms with one).
     The limit holds for the BLAS libraries loaded when it is set, NumPy's; SciPy's own, which preload_scipy
-    loads later, keeps its threads, but the analysis makes no call into it (only filters and isotonic
-    regression, which do not use BLAS)."""
+    loads later, keeps its threads, so the analysis uses no SciPy function that calls BLAS or LAPACK."""
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:

@@ -73,7 +73,10 @@ def _highpass(x: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
         return x - x.mean()
     from scipy import signal as sps
 
-    x = sps.detrend(x, type="linear")
+    # the line is fitted here, not by sps.detrend: that solves through SciPy's own BLAS, whose threads
+    # pipeline._libraries_single_threaded cannot hold (SciPy loads after it)
+    t = np.arange(x.size) - (x.size - 1) / 2
+    x = x - x.mean() - t * (t @ x) / (t @ t)
     sos = sps.butter(2, cutoff_hz, btype="highpass", fs=fps, output="sos")
     pad = min(x.size - 1, int(3 * fps / cutoff_hz))
     return sps.sosfiltfilt(sos, x, padtype="even", padlen=pad)
