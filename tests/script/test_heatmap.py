@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -82,6 +84,30 @@ def test_write_is_atomic_and_refuses_overwrite(tmp_path):
     with pytest.raises(AutofunscriptError, match="PNG"):
         write_heatmap(Funscript(), tmp_path / "heat.jpg", WIDTH, HEIGHT)
     assert [p.name for p in tmp_path.iterdir()] == ["heat.png"]
+
+
+def test_written_heatmap_gets_the_usual_permissions(tmp_path):
+    umask = os.umask(0o027)
+    try:
+        write_heatmap(sections(), tmp_path / "heat.png", WIDTH, HEIGHT)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "heat.png").stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("out, message", [
+    ("folder.png", "folder.png: is a folder; give the PNG file's name (such as {tmp}/folder.png/heatmap.png)"),
+    ("missing/heat.png", "missing/heat.png: folder {tmp}/missing does not exist"),
+    ("notes.txt/heat.png", "notes.txt/heat.png: {tmp}/notes.txt is a file, not a folder"),
+])
+def test_a_bad_place_for_the_picture_is_named(tmp_path, out, message):
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(AutofunscriptError) as error:
+        write_heatmap(sections(), tmp_path / out, WIDTH, HEIGHT, force=True)
+    assert str(error.value) == f"{tmp_path}/{message.format(tmp=tmp_path)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.png", "notes.txt"]
+    assert list((tmp_path / "folder.png").iterdir()) == []
 
 
 def test_heatmap_command_writes_the_requested_size(tmp_path):

@@ -98,20 +98,31 @@ def write_heatmap(script: Funscript, path: str | os.PathLike[str], width: int, h
                   force: bool = False) -> Path:
     """Render and save as PNG via a temp file and rename; refuses to overwrite without `force`."""
     path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise AutofunscriptError(f"{path}: is a folder; give the PNG file's name (such as {path / 'heatmap.png'})")
     if path.suffix.lower() != ".png":
         raise AutofunscriptError(f"{path}: the heatmap is written as PNG, name the file *.png")
+    if folder.exists() and not folder.is_dir():
+        raise AutofunscriptError(f"{path}: {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise AutofunscriptError(f"{path}: folder {folder} does not exist")
     if path.exists() and not force:
         raise AutofunscriptError(f"{path}: already exists (use --force to overwrite)")
     ok, encoded = cv2.imencode(".png", render_heatmap(script, width, height))
     if not ok:
         raise AutofunscriptError(f"{path}: PNG encoding failed")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
         raise AutofunscriptError(f"{path}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(encoded.tobytes())
+        # mkstemp makes the file private (0600); a picture should get the permissions any new file gets
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
