@@ -1,9 +1,10 @@
 """Batch shell: find videos, generate a script beside each one on local processes or a Dask/Ray cluster.
 
 Every engine runs the same per-video function, `process_video`, which never raises: a video that cannot be
-read becomes a "failed" outcome and the rest go on. A script is written only when its video is finished
-(axis siblings first, the main file last, each atomically), so an existing main script means "done" and a
-rerun after a crash or Ctrl+C skips exactly the finished videos.
+read becomes a "failed" outcome and the rest go on. A script set is written only when its video is finished,
+by `write_funscript(..., replace_axes=True)`: every file goes to a temp file first, then all are renamed into
+place, the main script last. So an existing main script means "done", and a rerun after a crash, Ctrl+C or
+SIGTERM skips exactly the finished videos.
 
 Workers talk back over a small channel (progress messages one way, a stop flag the other); each engine
 provides its own: a multiprocessing queue and event, a Dask Queue and Event, or a Ray actor.

@@ -435,14 +435,14 @@ def synth(script_path: Path, out: Path, preset: str, seed: int, size: str | None
 @click.option("--skip-existing", is_flag=True,
               help="Skip videos that already have a script (the default; --force regenerates them).")
 @click.option("--report", type=click.Path(path_type=Path), metavar="FILE",
-              help="Write a report of every video to FILE.json or FILE.html (replaced on each run).")
+              help="Write a report of every video to FILE.json or FILE.html (an earlier report is replaced).")
 @_generate_options
 def batch(paths: tuple[Path, ...], recursive: bool, workers: int | None, engine: str, address: str | None,
           skip_existing: bool, report: Path | None, force: bool, **settings) -> int:
     """Write a script beside every video in PATH... (videos or folders), with generate's settings.
 
     Videos that already have a script are skipped, so after a crash or Ctrl+C the same command resumes.
-    Exit code 0: every video has a script; 1: some failed; 130: interrupted.
+    Exit code 0: every video has a script; 1: some failed; 130: interrupted (143 by SIGTERM).
     """
     from autofunscript.batch import run_cli
 
