@@ -301,8 +301,8 @@ def test_a_worker_that_dies_fails_only_its_own_video(first_run: dict, tmp_path: 
     jobs, decided = plan_jobs(find_videos([tmp_path]), OPTIONS, force=False)
     assert not decided
     jobs[1] = replace(jobs[1], options=_KillsTheWorker())
-    outcomes, interrupted, _ = run_jobs(jobs, workers=2)
-    assert not interrupted
+    outcomes, stop_signal, _ = run_jobs(jobs, workers=2)
+    assert stop_signal == 0
     assert [outcomes[i].status for i in range(3)] == [WRITTEN, FAILED, WRITTEN]
     assert "beta.mp4: the worker process died (exit code 3)" in outcomes[1].error
     assert sorted(p.name for p in tmp_path.glob("*.funscript")) == [
