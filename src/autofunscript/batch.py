@@ -34,7 +34,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
-from autofunscript.pipeline import GenerateOptions, _settings_note, describe_rivals, generate
+from autofunscript.pipeline import GenerateOptions, settings_note, describe_rivals, generate
 from autofunscript.script.funscript import Funscript, atomic_write_text, axis_path, read_funscript, write_funscript
 from autofunscript.script.stats import FAST_POS_PER_S, script_stats
 
@@ -649,7 +649,7 @@ def _made_with_other_settings(script: Path, options: GenerateOptions) -> bool:
         return False
     if not isinstance(notes, str) or "settings: " not in notes:
         return False
-    ours = f"settings: {_settings_note(options)}"
+    ours = f"settings: {settings_note(options)}"
     return f"{ours};" not in notes and not notes.endswith(ours)
 
 

@@ -537,7 +537,7 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
         raise AutofunscriptError(f"{path}: {exc}") from None
     seconds = float(dense.times_s[-1] - dense.times_s[0]) if dense.times_s.size else 0.0
     notes = {"generator": f"autofunscript {__version__}", "method": options.method,
-             "settings": _settings_note(options), "scene_cuts": len(cuts)}
+             "settings": settings_note(options), "scene_cuts": len(cuts)}
     if interrupted:
         notes["partial"] = f"interrupted at {dense.times_s[-1]:.1f} s"
     if report.notes:
@@ -559,7 +559,8 @@ def generate(path: str | Path, options: GenerateOptions = GenerateOptions(),
                           rivals=dense.rivals)
 
 
-def _settings_note(options: GenerateOptions) -> str:
+def settings_note(options: GenerateOptions) -> str:
+    """The options as a script's notes name them ("settings: ..."), which batch compares on a rerun."""
     settings = asdict(options)
     post = settings.pop("post")
     items = {**{k: v for k, v in settings.items() if v not in (None, (), "")}, **post}
