@@ -481,8 +481,9 @@ def _training_options(func):
         click.argument("data_dir", type=click.Path(path_type=Path)),
         click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("model"), show_default=True,
                      help="Folder for motion.onnx, its card motion.json and the checkpoint motion.pt."),
-        click.option("--seed", default=0, show_default=True),
-        click.option("--threads", default=2, show_default=True, help="CPU threads for PyTorch."),
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1)),
+        click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 256),
+                     help="CPU threads for PyTorch."),
         click.option("--cache", "cache_dir", type=click.Path(path_type=Path),
                      help="Feature cache folder (default: ~/.cache/autofunscript/features)."),
         click.option("--force", is_flag=True, help="Overwrite an earlier model in --out."),
@@ -512,19 +513,21 @@ def _run_training(data_dir: Path, out_dir: Path, config, settings, cache_dir: Pa
 
 @cli.command()
 @_training_options
-@click.option("--epochs", default=16, show_default=True)
+@click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--context", "context_s", default=10.0, show_default=True, help="Context in seconds (2-20).")
 @click.option("--inputs", default="flow", show_default=True, help="flow, plus any of edges,mask,patch.")
-@click.option("--width", default=64, show_default=True, help="Channels of the network.")
+@click.option("--width", default=64, show_default=True, type=click.IntRange(4, 1024),
+              help="Channels of the network.")
 @click.option("--no-routing", is_flag=True, help="Predict with the generalist head only (no motion-type router).")
-@click.option("--learning-rate", default=3e-3, show_default=True)
+@click.option("--learning-rate", default=3e-3, show_default=True, type=Number(0, 1, min_open=True))
 def train(data_dir: Path, out_dir: Path, seed: int, threads: int, cache_dir: Path | None, force: bool, epochs: int,
           context_s: float, inputs: str, width: int, no_routing: bool, learning_rate: float) -> None:
     """Train a model on DATA_DIR: videos with same-named .funscript files (needs the [train] extra)."""
     from autofunscript.model.card import ModelConfig
     from autofunscript.model.train import TrainSettings
 
-    config = ModelConfig(inputs=tuple(i.strip() for i in inputs.split(",") if i.strip()), context_s=context_s,
+    names = [i.strip() for i in inputs.split(",") if i.strip()]
+    config = ModelConfig(inputs=tuple(dict.fromkeys(names)), context_s=context_s,  # each input once
                          width=width, routing=not no_routing)
     settings = TrainSettings(epochs=epochs, seed=seed, threads=threads, learning_rate=learning_rate)
     _run_training(data_dir, out_dir, config, settings, cache_dir, None, force)
@@ -532,8 +535,8 @@ def train(data_dir: Path, out_dir: Path, seed: int, threads: int, cache_dir: Pat
 
 @cli.command()
 @_training_options
-@click.option("--epochs", default=8, show_default=True)
-@click.option("--learning-rate", default=5e-4, show_default=True)
+@click.option("--epochs", default=8, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--learning-rate", default=5e-4, show_default=True, type=Number(0, 1, min_open=True))
 @click.option("--from", "start", type=click.Path(path_type=Path), metavar="MODEL.onnx",
               help="Weights to start from (default: the shipped model).")
 def finetune(data_dir: Path, out_dir: Path, seed: int, threads: int, cache_dir: Path | None, force: bool, epochs: int,

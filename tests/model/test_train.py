@@ -109,3 +109,44 @@ def test_export_matches_pytorch_and_reloads(tiny_corpus: Path, tmp_path: Path):
             assert torch.equal(net.state_dict()[name], value), name
     with pytest.raises(AutofunscriptError, match="already exists"):
         train_folder(tiny_corpus, tmp_path / "model", TINY, TrainSettings(epochs=1, threads=1), tmp_path / "cache")
+
+
+@pytest.mark.parametrize("option", [["--epochs", "0"], ["--epochs", "-1"], ["--width", "0"], ["--width", "100000"],
+                                    ["--learning-rate", "nan"], ["--learning-rate", "0"], ["--seed", "-1"],
+                                    ["--threads", "0"]])
+def test_bad_training_option_is_a_usage_error_before_any_work(tiny_corpus: Path, tmp_path: Path, option: list[str]):
+    done = subprocess.run([sys.executable, "-m", "autofunscript", "train", str(tiny_corpus), "--out",
+                           str(tmp_path / "model"), *option], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"Invalid value for '{option[0]}'" in done.stderr and "features" not in done.stderr
+    assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("option", ["--out", "--cache"])
+def test_a_file_in_place_of_a_folder_is_refused_before_the_features(tiny_corpus: Path, tmp_path: Path, option: str):
+    (tmp_path / "afile").write_text("x")
+    paths = {"--out": tmp_path / "model", "--cache": tmp_path / "cache", option: tmp_path / "afile"}
+    done = subprocess.run([sys.executable, "-m", "autofunscript", "train", str(tiny_corpus),
+                           *(str(a) for item in paths.items() for a in item)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "features" not in done.stderr
+    assert done.stderr.strip() == f"error: {tmp_path / 'afile'}: is a file, not a folder ({option})"
+
+
+def test_ctrl_c_while_a_clip_is_read_caches_nothing(stroking_clip: Path, tmp_path: Path):
+    """The tracking pass takes Ctrl+C as the end of the video; a clip cut short that way must not be kept."""
+    import signal
+
+    def ctrl_c(signum, frame):
+        raise KeyboardInterrupt
+
+    pair = find_pairs(stroking_clip.parent)[0]
+    previous = signal.signal(signal.SIGALRM, ctrl_c)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)  # decoding its 20 s takes about a second
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            load_clip(pair, TINY.spec, tmp_path)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert list(tmp_path.iterdir()) == []

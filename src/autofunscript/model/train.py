@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ def load_clip(pair: TrainingPair, spec: FeatureSpec, cache_dir: Path | None) -> 
     for _, features in iter_window_features(TrackRequest(pair.video, spec, eye=pair.eye), summary):
         truth = script.sample(features.grid_times_s * 1000.0)
         windows.append(WindowData(features.values, truth.astype(np.float32), motion_labels(truth)))
+    if summary.interrupted:  # Ctrl+C: the clip was read in part, which must be neither trained on nor cached
+        raise KeyboardInterrupt
     if summary.frames < 2:
         raise AutofunscriptError(f"{pair.video}: fewer than 2 frames decoded; cannot train on it")
     if cache is not None:
@@ -390,6 +393,17 @@ def check_config(config: ModelConfig) -> None:
         raise AutofunscriptError(f"inputs {','.join(config.inputs)}: must be flow plus any of edges, mask, patch")
 
 
+def _check_writable_folder(folder: Path, option: str) -> None:
+    """Refuse a folder that cannot be written: a file in its place, or one that cannot be made or written in."""
+    if folder.exists() and not folder.is_dir():
+        raise AutofunscriptError(f"{folder}: is a file, not a folder ({option})")
+    where = folder if folder.is_dir() else next((p for p in folder.parents if p.is_dir()), Path("."))
+    try:
+        tempfile.TemporaryDirectory(dir=where).cleanup()
+    except OSError as exc:
+        raise AutofunscriptError(f"{folder}: cannot write there ({option}: {exc.strerror or exc})") from None
+
+
 def train_folder(data_dir: Path, out_dir: Path, config: ModelConfig, settings: TrainSettings,
                  cache_dir: Path | None, init_net=None, force: bool = False,
                  on_clip: Callable[[int, int, TrainingPair], None] | None = None,
@@ -402,6 +416,10 @@ def train_folder(data_dir: Path, out_dir: Path, config: ModelConfig, settings: T
     files = ModelFiles.in_folder(out_dir)
     if not out_dir.parent.is_dir():
         raise AutofunscriptError(f"{out_dir}: folder {out_dir.parent} does not exist")
+    # found now, not after the features and every epoch
+    _check_writable_folder(out_dir, "--out")
+    if cache_dir is not None:
+        _check_writable_folder(Path(cache_dir), "--cache")
     if not force:
         for target in (files.onnx, files.card, files.checkpoint):
             if target.exists():
