@@ -177,3 +177,14 @@ def test_evaluate_command_refuses_a_reference_with_no_span_but_scores_an_empty_p
     scored = subprocess.run([*command, "one.funscript", "ref.funscript", "--json"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert scored.returncode == 0 and json.loads(scored.stdout)["extrema_f1"] == 0.0
+
+
+def test_times_before_zero_are_not_scored():
+    """A wrapped timestamp days before 0 would stretch the scoring grid over those days (gigabytes)."""
+    ref = stroking(seed=12)
+    early = Funscript(at=np.concatenate([[-800_000_000, -400_000_000], ref.at]),
+                      pos=np.concatenate([[0, ref.pos[0]], ref.pos]))  # flat into the first action
+    result = evaluate(early, early)
+    assert result.mae == 0.0 and result.extrema_f1 == 1.0 and result.coverage == 1.0
+    played = Funscript(at=np.concatenate([[0], ref.at]), pos=np.concatenate([[ref.pos[0]], ref.pos]))
+    assert evaluate(early, played).to_dict() == evaluate(played, played).to_dict()

@@ -92,8 +92,22 @@ class _Points:
         return int(self.at.size)
 
 
+def _played(script: Funscript) -> Funscript:
+    """The part a player plays: from 0 s on. A script read with a day of negative times (a wrapped timestamp)
+    would otherwise stretch the scoring grid over that day."""
+    from autofunscript.script.postprocess import cut_at_zero
+
+    if not len(script) or script.at[0] >= 0:
+        return script
+    if script.at[-1] < 0:
+        return script.copy_with(script.at[:0], script.pos[:0])
+    return script.copy_with(*cut_at_zero(script.at, script.pos))
+
+
 def evaluate(pred: Funscript, ref: Funscript, min_swing: float = DEFAULT_MIN_SWING,
              fps: float = DEFAULT_FPS) -> Evaluation:
+    """Score `pred` against `ref` over the reference's span from 0 s on (times before 0 are never played)."""
+    pred, ref = _played(pred), _played(ref)
     grid = np.arange(ref.at[0], ref.at[-1] + 1, GRID_MS, dtype=float) if len(ref) else np.zeros(0)
     ref_on_grid = ref.sample(grid)
     shift_ms, r = _best_shift(grid, ref_on_grid, pred)

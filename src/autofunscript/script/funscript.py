@@ -151,9 +151,9 @@ def _parse_actions(raw: Any, source: Path, where: str) -> tuple[np.ndarray, np.n
         at[i] = _number(item["at"], f"{where}[{i}].at", source)
         pos[i] = _number(item["pos"], f"{where}[{i}].pos", source)
     if at.size and np.abs(at).max() > MAX_ABS_AT_MS:
-        raise ScriptFormatError(f"{source}: '{where}' has an absurd time ({np.abs(at).max():.6g} ms)")
+        raise ScriptFormatError(f"{source}: '{where}' has an absurd time ({at[np.abs(at).argmax()]:.6g} ms)")
     if at.size and np.abs(pos).max() > 1e6:
-        raise ScriptFormatError(f"{source}: '{where}' has an absurd position ({np.abs(pos).max():.6g})")
+        raise ScriptFormatError(f"{source}: '{where}' has an absurd position ({pos[np.abs(pos).argmax()]:.6g})")
     if ((at != np.rint(at)) | (pos != np.rint(pos))).any():
         log.warning("%s: fractional at/pos rounded to integers", source)
     return normalise_actions(at, pos, str(source))

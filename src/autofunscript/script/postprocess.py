@@ -388,7 +388,7 @@ def limit_speed(at_ms: np.ndarray, pos: np.ndarray, max_speed: float) -> tuple[n
     return np.clip(out, 0, 100).astype(np.int64), violating
 
 
-def _cut_at_zero(at_ms: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cut_at_zero(at_ms: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cut a script at 0 s: the actions before it (from a negative offset, or read with negative times) give way
     to one action at 0 with the position the script has there, as players reject negative times. At least
     one action must lie at or after 0."""
@@ -410,7 +410,7 @@ def finish(at_ms: np.ndarray, pos: np.ndarray, settings: PostSettings) -> tuple[
         raise AutofunscriptError(f"every action is before 0 s{shifted} (the last at {last}); nothing to write")
     before_zero = int(np.count_nonzero(at_ms < 0))
     if before_zero:
-        at_ms, pos = _cut_at_zero(at_ms, pos)
+        at_ms, pos = cut_at_zero(at_ms, pos)
         plural = "" if before_zero == 1 else "s"
         report.notes.append(f"{before_zero} action{plural} before 0 s cut at 0 (players reject negative times)")
     v = speeds(at_ms, pos)
