@@ -245,6 +245,19 @@ def test_without_a_display_the_error_suggests_generate(clip, tmp_path, monkeypat
     assert "cannot reach the X display :4242" in display_problem()
 
 
+def test_a_file_where_exports_go_or_a_folder_as_video_is_refused_before_the_window(clip, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """Found only at the export, a file named `predictions` cost the whole session."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    (tmp_path / "predictions").write_text("not a folder")
+    code, err = run_main("view", str(clip), capsys=capsys)
+    assert code == 2
+    assert err.strip() == "error: predictions: is a file, not a folder; exports go there (move or rename it)"
+    code, err = run_main("view", str(tmp_path), capsys=capsys)
+    assert code == 2 and err.strip() == f"error: {tmp_path}: is a folder, not a video"
+
+
 # ----------------------------------------------------------------------------------------------
 # Real windows: Xvfb + xdotool, screen grabs and window closing through libX11
 

@@ -647,8 +647,13 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[
 
 def view(video: Path, options: ViewOptions = ViewOptions(), echo: Callable[[str], None] = print) -> None:
     """Open the viewer window on `video` until the user quits; exports land in options.out_dir."""
+    if video.is_dir():
+        raise AutofunscriptError(f"{video}: is a folder, not a video")
     if not video.is_file():
         raise AutofunscriptError(f"{video}: no such file")
+    out_dir = options.out_dir
+    if out_dir.exists() and not out_dir.is_dir():  # found at the export, it would cost the session
+        raise AutofunscriptError(f"{out_dir}: is a file, not a folder; exports go there (move or rename it)")
     with open_video(video) as stream:
         session = _Session(video, stream, options, echo)
         problem = display_problem()
