@@ -495,17 +495,33 @@ def _training_options(func):
 
 def _run_training(data_dir: Path, out_dir: Path, config, settings, cache_dir: Path | None, init_net,
                   force: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from autofunscript.model.train import default_cache_dir, train_folder
 
-    def on_clip(i: int, total: int, pair) -> None:
-        click.echo(f"features {i + 1}/{total}: {pair.video.name}", err=True)
+    # on a terminal, bars for the clips read and the epochs run, with the per-step lines printed above them
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, console=console, disable=not console.is_terminal) as bar:
+        features = bar.add_task("features", total=None)
+        epochs = bar.add_task("epochs", total=settings.epochs, visible=False)
 
-    def on_epoch(log) -> None:
-        val = f", val loss {log.val_loss:.3f}, val r {log.val_pearson:.3f}" if log.val_loss is not None else ""
-        click.echo(f"epoch {log.epoch}: train loss {log.train_loss:.3f}{val} ({log.seconds:.0f} s)", err=True)
+        def say(line: str) -> None:
+            bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    _, card, files = train_folder(data_dir, out_dir, config, settings, cache_dir or default_cache_dir(), init_net,
-                                  force, on_clip, on_epoch)
+        def on_clip(i: int, total: int, pair) -> None:
+            bar.update(features, completed=i, total=total)
+            say(f"features {i + 1}/{total}: {pair.video.name}")
+
+        def on_epoch(log) -> None:
+            bar.update(features, completed=bar.tasks[features].total, visible=False)
+            bar.update(epochs, completed=log.epoch, visible=True)
+            val = f", val loss {log.val_loss:.3f}, val r {log.val_pearson:.3f}" if log.val_loss is not None else ""
+            say(f"epoch {log.epoch}: train loss {log.train_loss:.3f}{val} ({log.seconds:.0f} s)")
+
+        _, card, files = train_folder(data_dir, out_dir, config, settings, cache_dir or default_cache_dir(),
+                                      init_net, force, on_clip, on_epoch)
     click.echo(f"{files.onnx}: {card.parameters} parameters, best epoch {card.training['best_epoch']}, "
                f"trained in {card.training['train_seconds']:.0f} s (+{card.training['feature_seconds']:.0f} s "
                f"features); card {files.card}, checkpoint {files.checkpoint}")

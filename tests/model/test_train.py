@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,10 @@ def test_export_matches_pytorch_and_reloads(tiny_corpus: Path, tmp_path: Path):
     result, card, files = train_folder(tiny_corpus, tmp_path / "model", TINY, TrainSettings(epochs=2, threads=1),
                                        tmp_path / "cache")
     assert card.metrics["onnx_max_abs_error"] < 1e-4
+    umask = os.umask(0)
+    os.umask(umask)
+    # ordinary files, not the private ones temp files start as
+    assert {path.stat().st_mode & 0o777 for path in (files.onnx, files.card, files.checkpoint)} == {0o666 & ~umask}
     chunks = make_chunks(load_corpus(find_pairs(tiny_corpus), TINY.spec, tmp_path / "cache"), TINY, None)
     with torch.no_grad():
         expected = result.net(torch.from_numpy(chunks.x))

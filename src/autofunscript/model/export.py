@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from autofunscript.errors import AutofunscriptError
+from autofunscript.script.funscript import write_beside
 from autofunscript.model.card import ModelCard, ModelConfig, read_card
 
 OPSET = 17
@@ -33,16 +33,11 @@ def _torch():
 def _atomic_write_bytes(path: Path, data: bytes, force: bool) -> None:
     if path.exists() and not force:
         raise AutofunscriptError(f"{path}: already exists (use --force to overwrite)")
-    if not path.parent.is_dir():
-        raise AutofunscriptError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = write_beside(path, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(net, card: ModelCard, path: Path, force: bool = True) -> None:

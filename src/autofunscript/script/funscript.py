@@ -257,8 +257,9 @@ def to_json_dict(script: Funscript) -> dict[str, Any]:
     return out
 
 
-def _write_beside(path: Path, text: str) -> Path:
-    """`text` in a new temp file in `path`'s folder (so a rename puts it in place at once); returns its path."""
+def write_beside(path: Path, data: str | bytes) -> Path:
+    """`data` (text as UTF-8) in a new temp file in `path`'s folder, with the permissions any new file gets, so
+    a rename puts it in place at once; returns the temp file's path. Every file the package writes goes so."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise AutofunscriptError(f"{path}: folder {folder} does not exist")
@@ -268,9 +269,9 @@ def _write_beside(path: Path, text: str) -> Path:
         raise AutofunscriptError(f"{path}: cannot write ({exc.strerror})") from None
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        # mkstemp makes the file private (0600); a script should get the usual permissions
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        # mkstemp makes the file private (0600); what we write should get the usual permissions
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -287,7 +288,7 @@ def atomic_write_text(path: Path, text: str, force: bool = False) -> None:
     path = Path(path)
     if path.exists() and not force:
         raise AutofunscriptError(f"{path}: already exists (use --force to overwrite)")
-    tmp = _write_beside(path, text)
+    tmp = write_beside(path, text)
     try:
         os.replace(tmp, path)
     finally:
@@ -316,7 +317,7 @@ def write_funscript(script: Funscript, path: str | os.PathLike[str], force: bool
     written: list[tuple[Path, Path]] = []
     try:
         for target, item in targets:
-            written.append((_write_beside(target, json.dumps(to_json_dict(item), separators=(",", ":"))), target))
+            written.append((write_beside(target, json.dumps(to_json_dict(item), separators=(",", ":"))), target))
         for tmp, target in written:
             os.replace(tmp, target)
     finally:

@@ -8,14 +8,13 @@ it is much wider than one stroke; the graph shows the min-max envelope of the po
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from autofunscript.errors import AutofunscriptError
-from autofunscript.script.funscript import Funscript
+from autofunscript.script.funscript import Funscript, write_beside
 
 MIN_SIZE = 16
 # speed (pos/s) -> colour (B, G, R): slow blue/cyan, medium green/yellow, fast orange/red
@@ -112,22 +111,11 @@ def write_heatmap(script: Funscript, path: str | os.PathLike[str], width: int, h
     ok, encoded = cv2.imencode(".png", render_heatmap(script, width, height))
     if not ok:
         raise AutofunscriptError(f"{path}: PNG encoding failed")
+    tmp = write_beside(path, encoded.tobytes())
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise AutofunscriptError(f"{path}: cannot write ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(encoded.tobytes())
-        # mkstemp makes the file private (0600); a picture should get the permissions any new file gets
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise AutofunscriptError(f"{path}: cannot write ({exc.strerror})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
