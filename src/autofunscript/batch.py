@@ -37,12 +37,10 @@ from autofunscript.errors import AutofunscriptError
 from autofunscript.pipeline import GenerateOptions, settings_note, describe_rivals, generate
 from autofunscript.script.funscript import Funscript, atomic_write_text, axis_path, read_funscript, write_funscript
 from autofunscript.script.stats import FAST_POS_PER_S, script_stats
+from autofunscript.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger("autofunscript")
 
-# what a folder is searched for; a file named on the command line is tried whatever its name
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".wmv", ".flv", ".mpg", ".mpeg",
-                              ".ts", ".m2ts", ".mts"})
 ENGINES = ("local", "dask", "ray")
 REPORT_SUFFIXES = (".json", ".html")
 

@@ -28,10 +28,10 @@ from autofunscript.model.features import FEATURE_RATE, FeatureSpec, augment, mod
 from autofunscript.model.router import HEADS, MOTION_TYPES, motion_labels
 from autofunscript.model.tracking import TrackRequest, TrackSummary, iter_window_features
 from autofunscript.script.funscript import Funscript, read_funscript
+from autofunscript.video import VIDEO_EXTENSIONS
 
 log = logging.getLogger("autofunscript")
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".wmv")
 MIN_SCRIPT_COVERAGE = 0.5  # a script must reach at least this share of its video's duration
 FEATURE_CACHE_VERSION = 1
 MIN_WINDOW_STEPS = 30  # windows shorter than a second (a scene cut right after another) teach nothing
@@ -105,10 +105,10 @@ def find_pairs(data_dir: Path) -> list[TrainingPair]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise AutofunscriptError(f"{data_dir}: not a folder")
-    videos = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+    videos = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
                     and not any(part.startswith(".") for part in p.relative_to(data_dir).parts))
     if not videos:
-        raise AutofunscriptError(f"{data_dir}: no videos ({', '.join(VIDEO_SUFFIXES)}) to train on")
+        raise AutofunscriptError(f"{data_dir}: no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) to train on")
     pairs = []
     for video in videos:
         script = video.with_suffix(".funscript")
