@@ -35,7 +35,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from autofunscript import __version__
 from autofunscript.errors import AutofunscriptError
 from autofunscript.pipeline import GenerateOptions, settings_note, describe_rivals, generate
-from autofunscript.script.funscript import Funscript, atomic_write_text, axis_path, read_funscript, write_funscript
+from autofunscript.script.funscript import (Funscript, atomic_write_text, axis_path, check_output_path,
+                                            read_funscript, write_funscript)
 from autofunscript.script.stats import FAST_POS_PER_S, script_stats
 from autofunscript.video import VIDEO_EXTENSIONS
 
@@ -903,17 +904,9 @@ def _is_a_report(path: Path) -> bool:
 
 def check_report_path(path: Path) -> None:
     """Refuse a report path before any video is started: after hours of work is too late to hear of a typo."""
-    folder = path.parent
-    if path.is_dir():
-        raise AutofunscriptError(f"{path}: is a folder; give the report file's name")
-    if path.suffix.lower() not in REPORT_SUFFIXES:
+    if not path.is_dir() and path.suffix.lower() not in REPORT_SUFFIXES:
         raise AutofunscriptError(f"{path}: the report is JSON or HTML, name the file *.json or *.html")
-    if folder.exists() and not folder.is_dir():
-        raise AutofunscriptError(f"{path}: {folder} is a file, not a folder")
-    if not folder.is_dir():
-        raise AutofunscriptError(f"{path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise AutofunscriptError(f"{path}: folder {folder} is not writable")
+    check_output_path(path, force=True, what="report file")  # replacing is judged below
     if path.exists() and not _is_a_report(path):
         raise AutofunscriptError(f"{path}: exists and is not a batch report; choose another name")
 

@@ -132,18 +132,10 @@ def _post_settings(range_: str, max_speed: float, smooth_ms: float | None, simpl
 
 
 def _check_writable(paths, force: bool = False) -> None:
-    """Refuse before any work is done: an existing output (unless forced) or a folder that cannot take it."""
+    from autofunscript.script.funscript import check_output_path
+
     for target in paths:
-        if target.is_dir():
-            raise AutofunscriptError(f"{target}: is a folder; give the output file's name")
-        if target.exists() and not force:
-            raise AutofunscriptError(f"{target}: already exists (use --force to overwrite)")
-        if target.parent.exists() and not target.parent.is_dir():
-            raise AutofunscriptError(f"{target}: {target.parent} is a file, not a folder")
-        if not target.parent.is_dir():
-            raise AutofunscriptError(f"{target}: folder {target.parent} does not exist")
-        if not os.access(target.parent, os.W_OK | os.X_OK):
-            raise AutofunscriptError(f"{target}: folder {target.parent} is not writable")
+        check_output_path(target, force)
 
 
 def _generate_options(func):

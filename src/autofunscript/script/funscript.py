@@ -257,6 +257,21 @@ def to_json_dict(script: Funscript) -> dict[str, Any]:
     return out
 
 
+def check_output_path(path: Path, force: bool = False, what: str = "output file") -> None:
+    """Refuse before any work is done: a folder in the file's place, an existing file (unless forced), or a
+    folder that cannot take it."""
+    if path.is_dir():
+        raise AutofunscriptError(f"{path}: is a folder; give the {what}'s name")
+    if path.exists() and not force:
+        raise AutofunscriptError(f"{path}: already exists (use --force to overwrite)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise AutofunscriptError(f"{path}: {path.parent} is a file, not a folder")
+    if not path.parent.is_dir():
+        raise AutofunscriptError(f"{path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise AutofunscriptError(f"{path}: folder {path.parent} is not writable")
+
+
 def write_beside(path: Path, data: str | bytes) -> Path:
     """`data` (text as UTF-8) in a new temp file in `path`'s folder, with the permissions any new file gets, so
     a rename puts it in place at once; returns the temp file's path. Every file the package writes goes so."""
